@@ -1,0 +1,70 @@
+//! A consumer type as an application.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::StatusCode;
+
+use super::{WebsocketConsumer, runner};
+use crate::application::{Application, Connection};
+use crate::scope::Scope;
+
+/// Serves each WebSocket connection with a fresh consumer made by a factory.
+///
+/// ```
+/// use std::sync::Arc;
+/// use switchboard::prelude::*;
+///
+/// struct Greeter {
+///     greeting: Arc<str>,
+/// }
+///
+/// impl WebsocketConsumer for Greeter {
+///     type Event = NoEvent;
+///
+///     async fn connect(&mut self, ws: &mut Websocket) -> Result<()> {
+///         ws.accept().await?;
+///         ws.send_text(self.greeting.to_string()).await
+///     }
+/// }
+///
+/// let greeting: Arc<str> = Arc::from("welcome!");
+/// let app = ConsumerApp::new(move || Greeter { greeting: greeting.clone() });
+/// ```
+pub struct ConsumerApp<C> {
+    factory: Arc<dyn Fn() -> C + Send + Sync>,
+}
+
+impl<C> ConsumerApp<C> {
+    /// An application whose consumers come from `factory`, called once per connection.
+    pub fn new(factory: impl Fn() -> C + Send + Sync + 'static) -> ConsumerApp<C> {
+        ConsumerApp {
+            factory: Arc::new(factory),
+        }
+    }
+}
+
+impl<C> Clone for ConsumerApp<C> {
+    fn clone(&self) -> Self {
+        ConsumerApp {
+            factory: Arc::clone(&self.factory),
+        }
+    }
+}
+
+impl<C> fmt::Debug for ConsumerApp<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConsumerApp<{}>", std::any::type_name::<C>())
+    }
+}
+
+impl<C: WebsocketConsumer> Application for ConsumerApp<C> {
+    async fn call(&self, scope: Scope, conn: Connection) {
+        match conn {
+            Connection::Websocket(ws) => runner::run((self.factory)(), scope, ws).await,
+            Connection::Http(http) => {
+                Connection::Http(http).refuse(StatusCode::UPGRADE_REQUIRED);
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Consumers that speak JSON in both directions.
+
+use std::future::Future;
+
+use serde::de::DeserializeOwned;
+use serde_json::error::Category;
+
+use super::{CloseCode, Message, Websocket, WebsocketConsumer};
+use crate::Result;
+use crate::layer::Event;
+
+/// Why an incoming frame did not become a [`JsonWebsocketConsumer::Incoming`] value.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// A binary frame arrived where JSON text was expected.
+    #[error("binary frames are not accepted: send JSON as a text frame")]
+    Binary,
+    /// The text is not JSON at all.
+    #[error("not valid JSON: {0}")]
+    NotJson(serde_json::Error),
+    /// Valid JSON, but not the expected shape.
+    #[error("unexpected JSON: {0}")]
+    Shape(serde_json::Error),
+}
+
+impl DecodeError {
+    fn from_json(err: serde_json::Error) -> DecodeError {
+        match err.classify() {
+            Category::Data => DecodeError::Shape(err),
+            Category::Io | Category::Syntax | Category::Eof => DecodeError::NotJson(err),
+        }
+    }
+}
+
+/// A consumer whose incoming frames are JSON decoded into [`Self::Incoming`](Self::Incoming)
+/// (Channels' `JsonWebsocketConsumer`).
+///
+/// A frame that does not decode reaches [`receive_invalid`](Self::receive_invalid) as a
+/// [`DecodeError`]; the default answers `{"type": "error", "error": "<reason>"}` to that client
+/// and keeps the connection open.
+///
+/// ```
+/// use switchboard::prelude::*;
+///
+/// #[derive(Deserialize)]
+/// struct Incoming {
+///     message: String,
+/// }
+///
+/// #[derive(Default)]
+/// struct Echo;
+///
+/// impl JsonWebsocketConsumer for Echo {
+///     type Incoming = Incoming;
+///     type Event = NoEvent;
+///
+///     async fn receive_json(&mut self, ws: &mut Websocket, content: Incoming) -> Result<()> {
+///         ws.send_json(&serde_json::json!({ "echo": content.message })).await
+///     }
+/// }
+///
+/// let route = URLRouter::new().route("/ws/echo/", Echo::as_app());
+/// ```
+pub trait JsonWebsocketConsumer: Send + Sized + 'static {
+    /// What clients send.
+    type Incoming: DeserializeOwned + Send;
+    /// The channel-layer messages this consumer handles ([`NoEvent`](super::NoEvent) for none).
+    type Event: DeserializeOwned + Send + Sync + 'static;
+
+    /// Groups joined before `connect` and left after `disconnect`.
+    fn groups(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// As [`WebsocketConsumer::connect`]. The default accepts.
+    fn connect(&mut self, ws: &mut Websocket) -> impl Future<Output = Result<()>> + Send {
+        async move { ws.accept().await }
+    }
+
+    /// A frame decoded into `Incoming`.
+    fn receive_json(
+        &mut self,
+        ws: &mut Websocket,
+        content: Self::Incoming,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// A frame that did not decode. The default answers an error event to this client only.
+    fn receive_invalid(
+        &mut self,
+        ws: &mut Websocket,
+        error: DecodeError,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            ws.send_json(&serde_json::json!({"type": "error", "error": error.to_string()}))
+                .await
+        }
+    }
+
+    /// As [`WebsocketConsumer::event`]. The default logs and drops the event.
+    fn event(
+        &mut self,
+        _ws: &mut Websocket,
+        event: Event<Self::Event>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            tracing::warn!(
+                consumer = std::any::type_name::<Self>(),
+                event = event.envelope().json(),
+                "event() not implemented: event dropped"
+            );
+            Ok(())
+        }
+    }
+
+    /// As [`WebsocketConsumer::disconnect`].
+    fn disconnect(
+        &mut self,
+        _ws: &mut Websocket,
+        _code: CloseCode,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+}
+
+impl<T: JsonWebsocketConsumer> WebsocketConsumer for T {
+    type Event = <T as JsonWebsocketConsumer>::Event;
+
+    fn groups(&self) -> Vec<String> {
+        JsonWebsocketConsumer::groups(self)
+    }
+
+    async fn connect(&mut self, ws: &mut Websocket) -> Result<()> {
+        JsonWebsocketConsumer::connect(self, ws).await
+    }
+
+    async fn receive(&mut self, ws: &mut Websocket, message: Message) -> Result<()> {
+        let decoded = match &message {
+            Message::Text(text) => {
+                serde_json::from_str(text.as_str()).map_err(DecodeError::from_json)
+            }
+            Message::Binary(_) => Err(DecodeError::Binary),
+        };
+        match decoded {
+            Ok(content) => self.receive_json(ws, content).await,
+            Err(error) => self.receive_invalid(ws, error).await,
+        }
+    }
+
+    async fn event(
+        &mut self,
+        ws: &mut Websocket,
+        event: Event<<T as JsonWebsocketConsumer>::Event>,
+    ) -> Result<()> {
+        JsonWebsocketConsumer::event(self, ws, event).await
+    }
+
+    async fn disconnect(&mut self, ws: &mut Websocket, code: CloseCode) -> Result<()> {
+        JsonWebsocketConsumer::disconnect(self, ws, code).await
+    }
+}

@@ -1,0 +1,298 @@
+//! The loop that drives one consumer over one connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use http::StatusCode;
+use tokio::time::{Instant, Interval, MissedTickBehavior, timeout};
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::{self, Bytes};
+
+use super::handle::State;
+use super::{CloseCode, Message, Websocket, WebsocketConsumer};
+use crate::application::{HandshakeAnswer, Keepalive, WebsocketConnection};
+use crate::layer::{ChannelReceiver, Envelope, Event};
+use crate::scope::Scope;
+use crate::{Error, Result};
+
+/// How long a server-initiated close waits for the client's close frame.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Layer events handled back to back before the socket is flushed.
+const EVENT_BATCH: usize = 64;
+
+/// Runs a consumer from handshake to disconnect.
+pub(crate) async fn run<C: WebsocketConsumer>(
+    mut consumer: C,
+    scope: Scope,
+    conn: WebsocketConnection,
+) {
+    let layer = Arc::clone(&conn.layer);
+    let path = scope.path.clone();
+    let mut channel = match layer.new_channel().await {
+        Ok(channel) => channel,
+        Err(err) => {
+            tracing::error!(%path, error = %err, "no channel from the channel layer; refusing the handshake");
+            conn.answer(HandshakeAnswer::Deny {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+            });
+            return;
+        }
+    };
+    let mut ws = Websocket::new(scope, channel.name().to_owned(), conn);
+
+    for group in consumer.groups() {
+        if let Err(err) = ws.group_add(&group).await {
+            tracing::error!(%path, %group, error = %err, "joining the consumer's groups failed; refusing the handshake");
+            let _ = ws.deny_with(StatusCode::INTERNAL_SERVER_ERROR);
+            leave_groups(&mut ws).await;
+            return;
+        }
+    }
+
+    let connected = consumer.connect(&mut ws).await;
+    match (&connected, ws.state) {
+        (Ok(()), State::Connecting) => {
+            tracing::debug!(%path, "connect() returned without accept(): refusing with 403");
+            let _ = ws.deny();
+        }
+        (Err(err), State::Connecting) => {
+            tracing::error!(%path, error = %err, "connect() failed: refusing with 500");
+            let _ = ws.deny_with(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+        (Err(err), State::Open) => {
+            tracing::error!(%path, error = %err, "connect() failed after accept(): closing with 1011");
+            let _ = ws.close(CloseCode::Error, "internal error").await;
+        }
+        (Err(err), _) => tracing::error!(%path, error = %err, "connect() failed"),
+        (Ok(()), _) => {}
+    }
+
+    let code = match ws.state {
+        State::Open => {
+            tracing::info!(target: "switchboard::access", %path, channel = ws.channel_name(), "websocket connected");
+            serve(&mut consumer, &mut ws, &mut channel).await
+        }
+        State::Closed(code) => {
+            finish_close(&mut ws).await;
+            code
+        }
+        State::Denied(status) => {
+            tracing::info!(target: "switchboard::access", %path, status = status.as_u16(), "websocket rejected");
+            CloseCode::Abnormal
+        }
+        State::Connecting => CloseCode::Abnormal,
+    };
+
+    if let Err(err) = consumer.disconnect(&mut ws, code).await {
+        tracing::error!(%path, error = %err, "disconnect() failed");
+    }
+    leave_groups(&mut ws).await;
+    if matches!(ws.state, State::Open | State::Closed(_)) {
+        tracing::info!(target: "switchboard::access", %path, code = u16::from(code), "websocket disconnected");
+    }
+}
+
+/// The open connection's loop; returns the close code `disconnect` gets.
+async fn serve<C: WebsocketConsumer>(
+    consumer: &mut C,
+    ws: &mut Websocket,
+    channel: &mut ChannelReceiver,
+) -> CloseCode {
+    let shutdown = ws.conn().shutdown.clone();
+    let keepalive = ws.conn().keepalive;
+    let mut pings = keepalive.map(|k| {
+        let mut interval = tokio::time::interval_at(Instant::now() + k.interval, k.interval);
+        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        interval
+    });
+    let mut last_heard = Instant::now();
+
+    loop {
+        let Some(transport) = ws.transport.as_mut() else {
+            return CloseCode::Abnormal;
+        };
+        let step = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                let _ = ws.close(CloseCode::Away, "server shutting down").await;
+                Step::Closed
+            }
+            frame = transport.next() => {
+                last_heard = Instant::now();
+                on_frame(consumer, ws, frame).await
+            }
+            envelope = channel.recv() => match envelope {
+                Some(envelope) => {
+                    let mut result = on_event(consumer, ws, envelope).await;
+                    for _ in 1..EVENT_BATCH {
+                        if result.is_err() || ws.state != State::Open {
+                            break;
+                        }
+                        let Some(envelope) = channel.try_recv() else { break };
+                        result = on_event(consumer, ws, envelope).await;
+                    }
+                    Step::Handled(result)
+                }
+                None => Step::Handled(Err(Error::Layer("the channel layer closed this consumer's channel".into()))),
+            },
+            _ = tick(&mut pings) => match keepalive {
+                Some(k) if last_heard.elapsed() > k.timeout => {
+                    tracing::info!(path = %ws.scope().path, "no frame or pong within the ping timeout: dropping the client");
+                    return CloseCode::Abnormal;
+                }
+                _ => Step::Handled(ping(ws).await),
+            },
+        };
+
+        match step {
+            Step::Ended(code) => return code,
+            Step::Closed => {}
+            Step::Handled(Ok(())) => {}
+            Step::Handled(Err(err)) => {
+                tracing::error!(path = %ws.scope().path, error = %err, "consumer failed: closing with 1011");
+                let _ = ws.close(CloseCode::Error, "internal error").await;
+            }
+        }
+        if let State::Closed(code) = ws.state {
+            finish_close(ws).await;
+            return code;
+        }
+        if !flush(ws, keepalive).await {
+            return CloseCode::Abnormal;
+        }
+    }
+}
+
+enum Step {
+    /// The connection is over, with this code.
+    Ended(CloseCode),
+    /// The server closed it; the state holds the code.
+    Closed,
+    /// A handler ran.
+    Handled(Result<()>),
+}
+
+async fn on_frame<C: WebsocketConsumer>(
+    consumer: &mut C,
+    ws: &mut Websocket,
+    frame: Option<Result<tungstenite::Message, tungstenite::Error>>,
+) -> Step {
+    match frame {
+        Some(Ok(tungstenite::Message::Text(text))) => {
+            Step::Handled(consumer.receive(ws, Message::Text(text)).await)
+        }
+        Some(Ok(tungstenite::Message::Binary(bytes))) => {
+            Step::Handled(consumer.receive(ws, Message::Binary(bytes)).await)
+        }
+        Some(Ok(tungstenite::Message::Close(frame))) => {
+            // tungstenite has queued the echo of the close frame; send it before leaving.
+            if let Some(transport) = ws.transport.as_mut() {
+                let _ = transport.flush().await;
+            }
+            Step::Ended(frame.map_or(CloseCode::Status, |f| f.code))
+        }
+        Some(Ok(_)) => Step::Handled(Ok(())),
+        Some(Err(tungstenite::Error::Capacity(CapacityError::MessageTooLong {
+            size,
+            max_size,
+        }))) => {
+            tracing::info!(path = %ws.scope().path, size, max_size, "message over the size limit: closing with 1009");
+            let _ = ws.close(CloseCode::Size, "message too big").await;
+            Step::Closed
+        }
+        Some(Err(tungstenite::Error::Protocol(err))) => {
+            tracing::info!(path = %ws.scope().path, error = %err, "protocol violation: closing with 1002");
+            let _ = ws.close(CloseCode::Protocol, "protocol error").await;
+            Step::Closed
+        }
+        Some(Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed))
+        | None => Step::Ended(CloseCode::Abnormal),
+        Some(Err(err)) => {
+            tracing::debug!(path = %ws.scope().path, error = %err, "connection lost");
+            Step::Ended(CloseCode::Abnormal)
+        }
+    }
+}
+
+async fn on_event<C: WebsocketConsumer>(
+    consumer: &mut C,
+    ws: &mut Websocket,
+    envelope: Arc<Envelope>,
+) -> Result<()> {
+    match envelope.decode::<C::Event>() {
+        Ok(value) => consumer.event(ws, Event::new(value, envelope)).await,
+        Err(err) => {
+            tracing::warn!(
+                consumer = std::any::type_name::<C>(),
+                event = envelope.json(),
+                error = %err,
+                "event this consumer does not handle: dropped"
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn tick(pings: &mut Option<Interval>) {
+    match pings {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn ping(ws: &mut Websocket) -> Result<()> {
+    let Some(transport) = ws.transport.as_mut() else {
+        return Ok(());
+    };
+    transport
+        .feed(tungstenite::Message::Ping(Bytes::new()))
+        .await?;
+    ws.unflushed = true;
+    Ok(())
+}
+
+/// Flushes buffered sends; a client that does not read within the keepalive timeout is dropped,
+/// so one slow reader cannot hold its task (and its queue) forever.
+async fn flush(ws: &mut Websocket, keepalive: Option<Keepalive>) -> bool {
+    let flushed = match keepalive {
+        Some(k) => timeout(k.timeout, ws.flush()).await.unwrap_or_else(|_| {
+            tracing::info!(path = %ws.scope().path, "client does not read: dropping it");
+            Err(Error::NotOpen)
+        }),
+        None => ws.flush().await,
+    };
+    flushed.is_ok()
+}
+
+/// After the server's close frame: flush it and wait (bounded) for the client's echo.
+async fn finish_close(ws: &mut Websocket) {
+    let Some(transport) = ws.transport.as_mut() else {
+        return;
+    };
+    let _ = timeout(CLOSE_TIMEOUT, async {
+        let _ = transport.flush().await;
+        while let Some(Ok(frame)) = transport.next().await {
+            if frame.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
+    let _ = transport.close().await;
+}
+
+async fn leave_groups(ws: &mut Websocket) {
+    for group in std::mem::take(&mut ws.groups) {
+        if let Err(err) = ws
+            .channel_layer()
+            .group_discard(&group, ws.channel_name())
+            .await
+        {
+            tracing::warn!(%group, error = %err, "leaving a group failed");
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! The default, single-process channel layer.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use futures::future::{BoxFuture, FutureExt};
+use rand::distr::{Alphanumeric, SampleString};
+use tokio::sync::mpsc::{self, error::TrySendError};
+
+use super::{ChannelLayer, ChannelReceiver, Envelope, validate_channel_name, validate_group_name};
+use crate::{Error, Result};
+
+/// Limits of a channel layer, with Channels' defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LayerConfig {
+    /// Messages a channel holds before it is full (default 100).
+    pub capacity: usize,
+    /// How long an unread message lives (default 60 s).
+    pub expiry: Duration,
+    /// How long a group membership lives without being renewed by `group_add` (default 1 day).
+    pub group_expiry: Duration,
+}
+
+impl Default for LayerConfig {
+    fn default() -> Self {
+        LayerConfig {
+            capacity: 100,
+            expiry: Duration::from_secs(60),
+            group_expiry: Duration::from_secs(86_400),
+        }
+    }
+}
+
+impl LayerConfig {
+    /// Sets [`LayerConfig::capacity`] (at least 1).
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// Sets [`LayerConfig::expiry`].
+    pub fn expiry(mut self, expiry: Duration) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
+    /// Sets [`LayerConfig::group_expiry`].
+    pub fn group_expiry(mut self, group_expiry: Duration) -> Self {
+        self.group_expiry = group_expiry;
+        self
+    }
+}
+
+type Queue = mpsc::Sender<Arc<Envelope>>;
+
+struct Member {
+    queue: Queue,
+    joined: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    channels: HashMap<String, Queue>,
+    groups: HashMap<String, HashMap<String, Member>>,
+}
+
+struct Inner {
+    config: LayerConfig,
+    process: String,
+    next_channel: AtomicU64,
+    state: Mutex<State>,
+}
+
+impl Inner {
+    /// A poisoned lock only means another thread panicked mid-update of plain maps, which
+    /// cannot leave them inconsistent in a way that matters here, so keep serving.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The in-process channel layer (Channels' `InMemoryChannelLayer`), the default.
+///
+/// Every channel is a bounded queue; a group is a set of channels. A group send encodes the
+/// message once and hands the same [`Envelope`] to every member.
+#[derive(Clone)]
+pub struct InMemoryChannelLayer {
+    inner: Arc<Inner>,
+}
+
+impl Default for InMemoryChannelLayer {
+    fn default() -> Self {
+        InMemoryChannelLayer::with_config(LayerConfig::default())
+    }
+}
+
+impl InMemoryChannelLayer {
+    /// A layer with Channels' default limits.
+    pub fn new() -> InMemoryChannelLayer {
+        InMemoryChannelLayer::default()
+    }
+
+    /// A layer with the given limits.
+    pub fn with_config(config: LayerConfig) -> InMemoryChannelLayer {
+        InMemoryChannelLayer {
+            inner: Arc::new(Inner {
+                config,
+                process: Alphanumeric.sample_string(&mut rand::rng(), 12),
+                next_channel: AtomicU64::new(0),
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+
+    /// The layer's limits.
+    pub fn config(&self) -> LayerConfig {
+        self.inner.config
+    }
+
+    /// How many members a group has right now (expired memberships excluded).
+    pub fn group_size(&self, group: &str) -> usize {
+        let expiry = self.inner.config.group_expiry;
+        self.inner.state().groups.get(group).map_or(0, |members| {
+            members
+                .values()
+                .filter(|m| m.joined.elapsed() <= expiry && !m.queue.is_closed())
+                .count()
+        })
+    }
+
+    /// How many channels are open right now.
+    pub fn channel_count(&self) -> usize {
+        self.inner.state().channels.len()
+    }
+
+    fn new_channel_now(&self) -> ChannelReceiver {
+        let n = self.inner.next_channel.fetch_add(1, Ordering::Relaxed);
+        let name = format!("specific.{}!{n}", self.inner.process);
+        let (tx, rx) = mpsc::channel(self.inner.config.capacity);
+        self.inner.state().channels.insert(name.clone(), tx);
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        ChannelReceiver::new(name, rx, self.inner.config.expiry, move |name| {
+            if let Some(inner) = weak.upgrade() {
+                let mut state = inner.state();
+                state.channels.remove(name);
+                state.groups.retain(|_, members| {
+                    members.remove(name);
+                    !members.is_empty()
+                });
+            }
+        })
+    }
+
+    fn send_now(&self, channel: &str, message: Arc<Envelope>) -> Result<()> {
+        validate_channel_name(channel)?;
+        let mut state = self.inner.state();
+        let Some(queue) = state.channels.get(channel) else {
+            tracing::debug!(%channel, "send to a channel nobody listens on: dropped");
+            return Ok(());
+        };
+        match queue.try_send(message) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(Error::ChannelFull(channel.to_owned())),
+            Err(TrySendError::Closed(_)) => {
+                state.channels.remove(channel);
+                Ok(())
+            }
+        }
+    }
+
+    fn group_add_now(&self, group: &str, channel: &str) -> Result<()> {
+        validate_group_name(group)?;
+        validate_channel_name(channel)?;
+        let mut state = self.inner.state();
+        let Some(queue) = state.channels.get(channel).cloned() else {
+            return Err(Error::Layer(format!(
+                "channel {channel:?} does not belong to this in-memory layer; use the channel name the layer gave the consumer"
+            )));
+        };
+        state.groups.entry(group.to_owned()).or_default().insert(
+            channel.to_owned(),
+            Member {
+                queue,
+                joined: Instant::now(),
+            },
+        );
+        Ok(())
+    }
+
+    fn group_discard_now(&self, group: &str, channel: &str) -> Result<()> {
+        validate_group_name(group)?;
+        validate_channel_name(channel)?;
+        let mut state = self.inner.state();
+        if let Some(members) = state.groups.get_mut(group) {
+            members.remove(channel);
+            if members.is_empty() {
+                state.groups.remove(group);
+            }
+        }
+        Ok(())
+    }
+
+    fn group_send_now(&self, group: &str, message: Arc<Envelope>) -> Result<()> {
+        validate_group_name(group)?;
+        let expiry = self.inner.config.group_expiry;
+        let mut state = self.inner.state();
+        let Some(members) = state.groups.get_mut(group) else {
+            return Ok(());
+        };
+        members.retain(|channel, member| {
+            if member.joined.elapsed() > expiry {
+                return false;
+            }
+            match member.queue.try_send(Arc::clone(&message)) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    tracing::warn!(%group, %channel, "channel full: this member misses a group message");
+                    true
+                }
+                Err(TrySendError::Closed(_)) => false,
+            }
+        });
+        if members.is_empty() {
+            state.groups.remove(group);
+        }
+        Ok(())
+    }
+}
+
+impl ChannelLayer for InMemoryChannelLayer {
+    fn new_channel(&self) -> BoxFuture<'_, Result<ChannelReceiver>> {
+        let receiver = self.new_channel_now();
+        async move { Ok(receiver) }.boxed()
+    }
+
+    fn send<'a>(&'a self, channel: &'a str, message: Arc<Envelope>) -> BoxFuture<'a, Result<()>> {
+        futures::future::ready(self.send_now(channel, message)).boxed()
+    }
+
+    fn group_add<'a>(&'a self, group: &'a str, channel: &'a str) -> BoxFuture<'a, Result<()>> {
+        futures::future::ready(self.group_add_now(group, channel)).boxed()
+    }
+
+    fn group_discard<'a>(&'a self, group: &'a str, channel: &'a str) -> BoxFuture<'a, Result<()>> {
+        futures::future::ready(self.group_discard_now(group, channel)).boxed()
+    }
+
+    fn group_send<'a>(
+        &'a self,
+        group: &'a str,
+        message: Arc<Envelope>,
+    ) -> BoxFuture<'a, Result<()>> {
+        futures::future::ready(self.group_send_now(group, message)).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn msg(n: u32) -> Arc<Envelope> {
+        Envelope::encode(&json!({"type": "test.message", "n": n})).unwrap()
+    }
+
+    #[tokio::test]
+    async fn channel_names_are_unique_and_valid() {
+        let layer = InMemoryChannelLayer::new();
+        let a = layer.new_channel().await.unwrap();
+        let b = layer.new_channel().await.unwrap();
+        assert_ne!(a.name(), b.name());
+        validate_channel_name(a.name()).unwrap();
+        assert_eq!(layer.channel_count(), 2);
+        drop(a);
+        assert_eq!(layer.channel_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn direct_send_reports_channel_full_at_capacity() {
+        let layer = InMemoryChannelLayer::with_config(LayerConfig::default().capacity(2));
+        let mut rx = layer.new_channel().await.unwrap();
+        layer.send(rx.name(), msg(1)).await.unwrap();
+        layer.send(rx.name(), msg(2)).await.unwrap();
+        let err = layer.send(rx.name(), msg(3)).await.unwrap_err();
+        assert!(matches!(err, Error::ChannelFull(_)), "{err}");
+        assert_eq!(rx.recv().await.unwrap().json(), msg(1).json());
+        layer.send(rx.name(), msg(4)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn group_send_skips_only_the_full_member() {
+        let layer = InMemoryChannelLayer::with_config(LayerConfig::default().capacity(1));
+        let mut slow = layer.new_channel().await.unwrap();
+        let mut fast = layer.new_channel().await.unwrap();
+        layer.group_add("g", slow.name()).await.unwrap();
+        layer.group_add("g", fast.name()).await.unwrap();
+        layer.group_send("g", msg(1)).await.unwrap();
+        assert_eq!(fast.recv().await.unwrap().json(), msg(1).json());
+        layer.group_send("g", msg(2)).await.unwrap();
+        assert_eq!(fast.recv().await.unwrap().json(), msg(2).json());
+        assert_eq!(slow.recv().await.unwrap().json(), msg(1).json());
+        assert_eq!(layer.group_size("g"), 2);
+    }
+
+    #[tokio::test]
+    async fn group_fan_out_shares_one_envelope() {
+        let layer = InMemoryChannelLayer::new();
+        let mut members = Vec::new();
+        for _ in 0..10 {
+            let rx = layer.new_channel().await.unwrap();
+            layer.group_add("room", rx.name()).await.unwrap();
+            members.push(rx);
+        }
+        let sent = msg(7);
+        layer.group_send("room", Arc::clone(&sent)).await.unwrap();
+        for rx in &mut members {
+            assert!(Arc::ptr_eq(&rx.recv().await.unwrap(), &sent));
+        }
+    }
+
+    #[tokio::test]
+    async fn discard_and_drop_leave_the_group() {
+        let layer = InMemoryChannelLayer::new();
+        let a = layer.new_channel().await.unwrap();
+        let b = layer.new_channel().await.unwrap();
+        layer.group_add("g", a.name()).await.unwrap();
+        layer.group_add("g", b.name()).await.unwrap();
+        layer.group_discard("g", a.name()).await.unwrap();
+        layer.group_discard("g", a.name()).await.unwrap();
+        assert_eq!(layer.group_size("g"), 1);
+        drop(b);
+        assert_eq!(layer.group_size("g"), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn memberships_and_messages_expire() {
+        let config = LayerConfig::default()
+            .expiry(Duration::from_secs(5))
+            .group_expiry(Duration::from_secs(10));
+        let layer = InMemoryChannelLayer::with_config(config);
+        let mut rx = layer.new_channel().await.unwrap();
+        layer.group_add("g", rx.name()).await.unwrap();
+        layer.send(rx.name(), msg(1)).await.unwrap();
+        tokio::time::advance(Duration::from_secs(6)).await;
+        layer.send(rx.name(), msg(2)).await.unwrap();
+        assert_eq!(rx.recv().await.unwrap().json(), msg(2).json());
+        tokio::time::advance(Duration::from_secs(6)).await;
+        layer.group_send("g", msg(3)).await.unwrap();
+        assert_eq!(layer.group_size("g"), 0);
+    }
+
+    #[tokio::test]
+    async fn invalid_names_are_refused() {
+        let layer = InMemoryChannelLayer::new();
+        let rx = layer.new_channel().await.unwrap();
+        assert!(layer.group_add("bad name", rx.name()).await.is_err());
+        assert!(layer.group_send("bad/name", msg(1)).await.is_err());
+        assert!(layer.send("no such!chan", msg(1)).await.is_err());
+    }
+}

@@ -1,0 +1,67 @@
+//! Channel layers: how consumers talk to each other (Channels' `channel_layer`).
+//!
+//! Every consumer gets a unique channel name from the layer. Messages go to one channel
+//! ([`ChannelLayer::send`]) or to every channel in a named group ([`ChannelLayer::group_send`]).
+//! [`InMemoryChannelLayer`] is the default and serves one process.
+//!
+//! ```
+//! use switchboard::layer::{ChannelLayer, Envelope, InMemoryChannelLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> switchboard::Result<()> {
+//! let layer = InMemoryChannelLayer::new();
+//! let mut alice = layer.new_channel().await?;
+//! layer.group_add("chat_lobby", alice.name()).await?;
+//! layer.group_send("chat_lobby", Envelope::encode(&serde_json::json!({"type": "chat.message"}))?).await?;
+//! let received = alice.recv().await.expect("delivered");
+//! assert_eq!(received.json(), r#"{"type":"chat.message"}"#);
+//! # Ok(())
+//! # }
+//! ```
+
+mod envelope;
+mod in_memory;
+mod names;
+mod receiver;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+pub use envelope::{Envelope, Event};
+pub use in_memory::{InMemoryChannelLayer, LayerConfig};
+pub use names::{MAX_NAME_LENGTH, validate_channel_name, validate_group_name};
+pub use receiver::ChannelReceiver;
+
+use crate::Result;
+
+/// A channel layer shared by every consumer of a process.
+pub type SharedLayer = Arc<dyn ChannelLayer>;
+
+/// What every channel layer offers (Channels' channel layer specification).
+///
+/// Methods return boxed futures so that a layer can be chosen at run time
+/// (`Arc<dyn ChannelLayer>`); each call is one operation, never one per recipient.
+pub trait ChannelLayer: Send + Sync + 'static {
+    /// Creates a fresh, unique channel for one consumer and returns its receiving end.
+    /// Dropping the receiver releases the name.
+    fn new_channel(&self) -> BoxFuture<'_, Result<ChannelReceiver>>;
+
+    /// Sends to one channel. A full queue is [`Error::ChannelFull`](crate::Error::ChannelFull);
+    /// a channel nobody listens on silently drops the message, as in Channels.
+    fn send<'a>(&'a self, channel: &'a str, message: Arc<Envelope>) -> BoxFuture<'a, Result<()>>;
+
+    /// Adds a channel to a group, creating the group if needed.
+    fn group_add<'a>(&'a self, group: &'a str, channel: &'a str) -> BoxFuture<'a, Result<()>>;
+
+    /// Removes a channel from a group; removing a non-member is fine.
+    fn group_discard<'a>(&'a self, group: &'a str, channel: &'a str) -> BoxFuture<'a, Result<()>>;
+
+    /// Sends to every member of a group. A member whose queue is full misses this message
+    /// (and only this member); the others still receive it.
+    fn group_send<'a>(
+        &'a self,
+        group: &'a str,
+        message: Arc<Envelope>,
+    ) -> BoxFuture<'a, Result<()>>;
+}

@@ -1,0 +1,91 @@
+//! # switchboard
+//!
+//! Django Channels' model for Rust: consumers as trait impls, routers, channel layers with
+//! groups, middleware, and a hyper + tokio-tungstenite server — typed, fast, one binary.
+//!
+//! The pieces, with the names a Channels user knows:
+//!
+//! | Channels | switchboard |
+//! |---|---|
+//! | `scope` | [`Scope`](scope::Scope) |
+//! | ASGI application | [`Application`] |
+//! | `ProtocolTypeRouter`, `URLRouter` | [`ProtocolTypeRouter`](routing::ProtocolTypeRouter), [`URLRouter`](routing::URLRouter) |
+//! | `WebsocketConsumer`, `JsonWebsocketConsumer` | [`WebsocketConsumer`](consumer::WebsocketConsumer), [`JsonWebsocketConsumer`](consumer::JsonWebsocketConsumer) |
+//! | `as_asgi()` | [`as_app()`](consumer::WebsocketConsumer::as_app) |
+//! | channel layer, groups | [`ChannelLayer`](layer::ChannelLayer), [`InMemoryChannelLayer`](layer::InMemoryChannelLayer) |
+//! | daphne | [`Server`](server::Server) |
+//!
+//! ## A room chat in one file
+//!
+//! ```no_run
+//! use switchboard::prelude::*;
+//!
+//! #[derive(Clone, Serialize, Deserialize)]
+//! #[serde(tag = "type")]
+//! enum RoomEvent {
+//!     #[serde(rename = "chat.message")]
+//!     ChatMessage { message: String },
+//! }
+//!
+//! #[derive(Default)]
+//! struct ChatConsumer {
+//!     group: String,
+//! }
+//!
+//! impl WebsocketConsumer for ChatConsumer {
+//!     type Event = RoomEvent;
+//!
+//!     async fn connect(&mut self, ws: &mut Websocket) -> Result<()> {
+//!         self.group = format!("chat_{}", ws.scope().kwarg("room")?);
+//!         ws.group_add(&self.group).await?;
+//!         ws.accept().await
+//!     }
+//!
+//!     async fn receive(&mut self, ws: &mut Websocket, message: Message) -> Result<()> {
+//!         let message = message.into_text()?;
+//!         ws.group_send(&self.group, &RoomEvent::ChatMessage { message }).await
+//!     }
+//!
+//!     async fn event(&mut self, ws: &mut Websocket, event: Event<RoomEvent>) -> Result<()> {
+//!         ws.forward(&event).await
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<()> {
+//!     let app = ProtocolTypeRouter::new()
+//!         .websocket(URLRouter::new().route("/ws/chat/{room:slug}/", ChatConsumer::as_app()));
+//!     Server::bind("127.0.0.1:8000").await?.serve(app).await
+//! }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod application;
+pub mod consumer;
+mod error;
+pub mod layer;
+pub mod routing;
+pub mod scope;
+pub mod server;
+
+pub use application::{Application, Connection};
+pub use consumer::response;
+pub use error::{Error, Result};
+pub use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// Everything an application author usually needs, in one import.
+pub mod prelude {
+    pub use crate::application::{Application, Connection, HttpResponse};
+    pub use crate::consumer::{
+        CloseCode, ConsumerApp, DecodeError, HttpRequest, JsonWebsocketConsumer, Message, NoEvent,
+        Websocket, WebsocketConsumer, handler, response,
+    };
+    pub use crate::layer::{ChannelLayer, Event, InMemoryChannelLayer, SharedLayer};
+    pub use crate::routing::{ProtocolTypeRouter, URLRouter};
+    pub use crate::scope::{Scope, User};
+    pub use crate::server::{Server, ServerConfig};
+    pub use crate::{Error, Result};
+    pub use http::StatusCode;
+    pub use serde::{Deserialize, Serialize};
+}

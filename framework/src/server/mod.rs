@@ -1,0 +1,124 @@
+//! The server: hyper for HTTP/1.1 and the handshake, tokio-tungstenite after the upgrade.
+//!
+//! ```no_run
+//! use switchboard::prelude::*;
+//!
+//! # async fn run(app: impl Application) -> switchboard::Result<()> {
+//! let server = Server::bind("127.0.0.1:8000").await?;
+//! println!("listening on http://{}/", server.local_addr()?);
+//! server.serve(app).await // until SIGINT or SIGTERM
+//! # }
+//! ```
+
+mod config;
+mod connection;
+mod handshake;
+mod signal;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::ServerConfig;
+pub use signal::shutdown_signal;
+
+use crate::Result;
+use crate::application::Application;
+use crate::layer::{InMemoryChannelLayer, SharedLayer};
+
+/// Serves an [`Application`] over TCP (Channels' daphne).
+pub struct Server {
+    listener: TcpListener,
+    layer: SharedLayer,
+    config: ServerConfig,
+}
+
+impl Server {
+    /// Binds a TCP listener. Port 0 picks a free port (see [`Server::local_addr`]).
+    pub async fn bind(addr: impl ToSocketAddrs) -> Result<Server> {
+        Ok(Server::from_listener(TcpListener::bind(addr).await?))
+    }
+
+    /// Serves on a listener bound elsewhere.
+    pub fn from_listener(listener: TcpListener) -> Server {
+        Server {
+            listener,
+            layer: Arc::new(InMemoryChannelLayer::new()),
+            config: ServerConfig::default(),
+        }
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// The channel layer consumers use; the in-memory layer unless set.
+    pub fn channel_layer(mut self, layer: SharedLayer) -> Server {
+        self.layer = layer;
+        self
+    }
+
+    /// Replaces the limits and timeouts.
+    pub fn config(mut self, config: ServerConfig) -> Server {
+        self.config = config;
+        self
+    }
+
+    /// Serves until SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn serve(self, app: impl Application) -> Result<()> {
+        self.serve_with_shutdown(app, shutdown_signal()).await
+    }
+
+    /// Serves until `signal` completes, then shuts down gracefully: stops accepting, closes
+    /// every WebSocket with 1001, and waits (at most [`ServerConfig::shutdown_timeout`]) for
+    /// the consumers' `disconnect` handlers.
+    pub async fn serve_with_shutdown(
+        self,
+        app: impl Application,
+        signal: impl Future<Output = ()> + Send,
+    ) -> Result<()> {
+        let shared = Arc::new(connection::Shared {
+            app,
+            layer: self.layer,
+            config: self.config,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        tokio::pin!(signal);
+        loop {
+            tokio::select! {
+                _ = &mut signal => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let shared_for_task = Arc::clone(&shared);
+                        shared.tasks.spawn(connection::serve_tcp(shared_for_task, stream, peer));
+                    }
+                    Err(err) => {
+                        // Typically EMFILE: out of file descriptors. Back off instead of spinning.
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+        drop(self.listener);
+        tracing::info!("shutting down: closing connections");
+        shared.shutdown.cancel();
+        shared.tasks.close();
+        if tokio::time::timeout(shared.config.shutdown_timeout, shared.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                remaining = shared.tasks.len(),
+                "shutdown timeout: some connections did not finish"
+            );
+        }
+        Ok(())
+    }
+}
