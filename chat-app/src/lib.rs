@@ -1,1 +1,10 @@
+//! The switchboard group chat: rooms over WebSockets, a lobby and a room page, one binary.
+//!
+//! Built only on switchboard's public API, laid out as a Django Channels project would be:
+//! [`routing`] is the routing module (Channels' `asgi.py` + `routing.py`), [`consumers`] holds
+//! the `ChatConsumer`, [`views`] the HTTP pages. The wire contract is `chat-protocol.md`.
 
+pub mod cli;
+pub mod consumers;
+pub mod routing;
+pub mod views;

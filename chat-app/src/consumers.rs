@@ -1,0 +1,130 @@
+//! The chat consumer: one per WebSocket, one group per room.
+
+use rand::Rng;
+use switchboard::prelude::*;
+
+/// Longest accepted message, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 4096;
+
+/// What a client sends: `{"message": "<text>"}`.
+///
+/// Decoded through a JSON object so that an array such as `["hi"]`, which serde would
+/// otherwise accept positionally, is refused like any other wrong shape.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "serde_json::Map<String, serde_json::Value>")]
+pub struct ChatInput {
+    /// The text to say to the room.
+    pub message: String,
+}
+
+impl TryFrom<serde_json::Map<String, serde_json::Value>> for ChatInput {
+    type Error = &'static str;
+
+    fn try_from(
+        mut object: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, Self::Error> {
+        match object.remove("message") {
+            Some(serde_json::Value::String(message)) => Ok(ChatInput { message }),
+            Some(_) => Err("\"message\" must be a string"),
+            None => Err("missing \"message\""),
+        }
+    }
+}
+
+/// What travels between the members of a room through the channel layer. Its JSON encoding is
+/// also exactly what clients receive, so consumers forward it without re-encoding.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ChatEvent {
+    /// Someone said something.
+    #[serde(rename = "chat.message")]
+    ChatMessage {
+        /// The text, as sent.
+        message: String,
+        /// Who said it.
+        user: String,
+    },
+}
+
+/// The room member: joins `chat_<room>` before the handshake answers, so a message sent right
+/// after connecting reaches everyone.
+#[derive(Debug, Default)]
+pub struct ChatConsumer {
+    group: String,
+    display_name: String,
+}
+
+/// A guest name that stays the same for the whole connection.
+fn guest_name() -> String {
+    format!("guest-{:04}", rand::rng().random_range(0..10_000))
+}
+
+/// Why a decoded message is refused, if it is.
+fn check_message(message: &str) -> Result<(), String> {
+    if message.trim().is_empty() {
+        return Err("empty message".to_owned());
+    }
+    if message.chars().count() > MAX_MESSAGE_CHARS {
+        return Err(format!(
+            "message too long: at most {MAX_MESSAGE_CHARS} characters"
+        ));
+    }
+    Ok(())
+}
+
+impl JsonWebsocketConsumer for ChatConsumer {
+    type Incoming = ChatInput;
+    type Event = ChatEvent;
+
+    async fn connect(&mut self, ws: &mut Websocket) -> Result<()> {
+        self.group = format!("chat_{}", ws.scope().kwarg("room_name")?);
+        self.display_name = match ws.scope().user.username() {
+            Some(name) => name.to_owned(),
+            None => guest_name(),
+        };
+        ws.group_add(&self.group).await?;
+        ws.accept().await
+    }
+
+    async fn receive_json(&mut self, ws: &mut Websocket, input: ChatInput) -> Result<()> {
+        if let Err(error) = check_message(&input.message) {
+            return ws
+                .send_json(&serde_json::json!({"type": "error", "error": error}))
+                .await;
+        }
+        let event = ChatEvent::ChatMessage {
+            message: input.message,
+            user: self.display_name.clone(),
+        };
+        ws.group_send(&self.group, &event).await
+    }
+
+    async fn event(&mut self, ws: &mut Websocket, event: Event<ChatEvent>) -> Result<()> {
+        ws.forward(&event).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_checked() {
+        assert!(check_message("hi").is_ok());
+        assert!(check_message("   ").is_err());
+        assert!(check_message(&"x".repeat(MAX_MESSAGE_CHARS)).is_ok());
+        assert!(check_message(&"é".repeat(MAX_MESSAGE_CHARS + 1)).is_err());
+    }
+
+    #[test]
+    fn events_encode_as_the_protocol_says() {
+        let event = ChatEvent::ChatMessage {
+            message: "hi".into(),
+            user: "ann".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&event).unwrap(),
+            serde_json::json!({"type": "chat.message", "message": "hi", "user": "ann"})
+        );
+    }
+}

@@ -1,1 +1,0 @@
-//! Placeholder so the root package has a target until the end-to-end suites land.
