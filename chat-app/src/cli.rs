@@ -18,6 +18,15 @@ pub struct Cli {
     #[arg(short = 'p', long)]
     pub port: Option<u16>,
 
+    /// Channel layer: Redis URL(s) `redis://HOST:PORT[/DB]`, repeated or comma-separated; several
+    /// servers shard rooms between them. Without it, the in-memory layer serves one process.
+    #[arg(long = "layer", env = "CHANNEL_LAYER_URL", value_delimiter = ',')]
+    pub layers: Vec<String>,
+
+    /// Prefix of every Redis key and channel, so several applications can share one Redis.
+    #[arg(long, default_value = "switchboard")]
+    pub layer_prefix: String,
+
     /// Log filter: error, warn, info, debug, trace, or a tracing directive list.
     /// RUST_LOG, when set, wins.
     #[arg(long, default_value = "info")]
@@ -58,5 +67,16 @@ mod tests {
             "0.0.0.0:80"
         );
         assert_eq!(parse(&["--bind", "[::1]:8080"]).address(), "[::1]:8080");
+    }
+
+    #[test]
+    fn layer_urls_repeat_or_split_on_commas() {
+        let cli = parse(&[
+            "--layer",
+            "redis://a:1/0,redis://b:2",
+            "--layer",
+            "redis://c:3",
+        ]);
+        assert_eq!(cli.layers, ["redis://a:1/0", "redis://b:2", "redis://c:3"]);
     }
 }

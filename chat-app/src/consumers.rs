@@ -102,6 +102,23 @@ impl JsonWebsocketConsumer for ChatConsumer {
     async fn event(&mut self, ws: &mut Websocket, event: Event<ChatEvent>) -> Result<()> {
         ws.forward(&event).await
     }
+
+    /// Tells the page that messages from other processes may be missing, so it can say so.
+    async fn layer_status(&mut self, ws: &mut Websocket, status: LayerStatus) -> Result<()> {
+        let (kind, notice) = match status {
+            LayerStatus::Disconnected => (
+                "layer.disconnected",
+                "Lost contact with the other chat servers: you may miss messages until it is back.",
+            ),
+            LayerStatus::Reconnected => (
+                "layer.reconnected",
+                "Back in contact with the other chat servers: messages sent meanwhile may be missing.",
+            ),
+            LayerStatus::Connected => return Ok(()),
+        };
+        ws.send_json(&serde_json::json!({"type": kind, "notice": notice}))
+            .await
+    }
 }
 
 #[cfg(test)]

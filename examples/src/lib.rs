@@ -71,6 +71,8 @@ pub async fn run(app: impl Application, paths: &[&str]) -> Result<()> {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 
     let server = Server::bind(cli.bind.as_str()).await?;

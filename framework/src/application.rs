@@ -214,6 +214,8 @@ pub struct WebsocketConnection {
     answer: Option<oneshot::Sender<HandshakeAnswer>>,
     upgrade: Option<BoxFuture<'static, Option<BoxTransport>>>,
     pub(crate) shutdown: CancellationToken,
+    /// Cancelled when the server stops waiting for the handshake answer (connect timeout).
+    pub(crate) abandoned: CancellationToken,
     pub(crate) keepalive: Option<Keepalive>,
 }
 
@@ -242,6 +244,7 @@ impl WebsocketConnection {
             answer: Some(answer),
             upgrade: Some(upgrade),
             shutdown,
+            abandoned: CancellationToken::new(),
             keepalive: None,
         }
     }

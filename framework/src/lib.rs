@@ -81,7 +81,7 @@ pub mod prelude {
         CloseCode, ConsumerApp, DecodeError, HttpRequest, JsonWebsocketConsumer, Message, NoEvent,
         Websocket, WebsocketConsumer, handler, response,
     };
-    pub use crate::layer::{ChannelLayer, Event, InMemoryChannelLayer, SharedLayer};
+    pub use crate::layer::{ChannelLayer, Event, InMemoryChannelLayer, LayerStatus, SharedLayer};
     pub use crate::routing::{ProtocolTypeRouter, URLRouter};
     pub use crate::scope::{Scope, User};
     pub use crate::server::{Server, ServerConfig};
@@ -89,3 +89,11 @@ pub mod prelude {
     pub use http::StatusCode;
     pub use serde::{Deserialize, Serialize};
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/tutorial.md")]
+mod tutorial {}
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/concepts.md")]
+mod concepts {}

@@ -2,6 +2,8 @@
 //! tokio-tungstenite clients, and a timeout on every network await.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod redis;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -214,7 +216,11 @@ pub async fn recv_close(client: &mut Client) -> Option<CloseFrame> {
 
 /// Closes from the client side with 1000 and waits for the server's echo.
 pub async fn close(client: &mut Client) {
-    within("closing", client.close(None)).await.ok();
+    let normal = CloseFrame {
+        code: tungstenite::protocol::frame::coding::CloseCode::Normal,
+        reason: "".into(),
+    };
+    within("closing", client.close(Some(normal))).await.ok();
     within("the close echo", async {
         while let Some(Ok(_)) = client.next().await {}
     })

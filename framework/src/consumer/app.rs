@@ -3,9 +3,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::StatusCode;
+use http::header::{CONNECTION, UPGRADE};
+use http::{HeaderValue, StatusCode};
 
-use super::{WebsocketConsumer, runner};
+use super::{WebsocketConsumer, response, runner};
 use crate::application::{Application, Connection};
 use crate::scope::Scope;
 
@@ -63,7 +64,12 @@ impl<C: WebsocketConsumer> Application for ConsumerApp<C> {
         match conn {
             Connection::Websocket(ws) => runner::run((self.factory)(), scope, ws).await,
             Connection::Http(http) => {
-                Connection::Http(http).refuse(StatusCode::UPGRADE_REQUIRED);
+                // RFC 9110 §15.5.22: a 426 names the protocol to upgrade to.
+                let mut response = response::status(StatusCode::UPGRADE_REQUIRED);
+                let headers = response.headers_mut();
+                headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+                headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+                http.respond(response);
             }
         }
     }

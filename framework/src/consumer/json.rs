@@ -7,7 +7,7 @@ use serde_json::error::Category;
 
 use super::{CloseCode, Message, Websocket, WebsocketConsumer};
 use crate::Result;
-use crate::layer::Event;
+use crate::layer::{Event, LayerStatus};
 
 /// Why an incoming frame did not become a [`JsonWebsocketConsumer::Incoming`] value.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +112,18 @@ pub trait JsonWebsocketConsumer: Send + Sized + 'static {
         }
     }
 
+    /// The channel layer lost or regained its backend (Redis): Channels' `layer.disconnected`
+    /// and `layer.reconnected`. While disconnected, only members in this process hear each
+    /// other; after a reconnection, messages sent meanwhile may be missing, so this is the
+    /// place to tell the client to resync. The default does nothing.
+    fn layer_status(
+        &mut self,
+        _ws: &mut Websocket,
+        _status: LayerStatus,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
     /// As [`WebsocketConsumer::disconnect`].
     fn disconnect(
         &mut self,
@@ -152,6 +164,10 @@ impl<T: JsonWebsocketConsumer> WebsocketConsumer for T {
         event: Event<<T as JsonWebsocketConsumer>::Event>,
     ) -> Result<()> {
         JsonWebsocketConsumer::event(self, ws, event).await
+    }
+
+    async fn layer_status(&mut self, ws: &mut Websocket, status: LayerStatus) -> Result<()> {
+        JsonWebsocketConsumer::layer_status(self, ws, status).await
     }
 
     async fn disconnect(&mut self, ws: &mut Websocket, code: CloseCode) -> Result<()> {

@@ -5,14 +5,15 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use http::StatusCode;
+use tokio::sync::watch;
 use tokio::time::{Instant, Interval, MissedTickBehavior, timeout};
-use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::{self, Bytes};
 
 use super::handle::State;
 use super::{CloseCode, Message, Websocket, WebsocketConsumer};
 use crate::application::{HandshakeAnswer, Keepalive, WebsocketConnection};
-use crate::layer::{ChannelReceiver, Envelope, Event};
+use crate::layer::{ChannelReceiver, Envelope, Event, LayerStatus};
 use crate::scope::Scope;
 use crate::{Error, Result};
 
@@ -51,7 +52,17 @@ pub(crate) async fn run<C: WebsocketConsumer>(
         }
     }
 
-    let connected = consumer.connect(&mut ws).await;
+    // The server answers 503 itself when connect() outlasts the connect timeout; connect() is
+    // then dropped where it stands, and the consumer still gets its disconnect().
+    let abandoned = ws.conn().abandoned.clone();
+    let connected = tokio::select! {
+        connected = consumer.connect(&mut ws) => Some(connected),
+        () = abandoned.cancelled() => None,
+    };
+    let connected = connected.unwrap_or_else(|| {
+        ws.state = State::Denied(StatusCode::SERVICE_UNAVAILABLE);
+        Ok(())
+    });
     match (&connected, ws.state) {
         (Ok(()), State::Connecting) => {
             tracing::debug!(%path, "connect() returned without accept(): refusing with 403");
@@ -108,6 +119,11 @@ async fn serve<C: WebsocketConsumer>(
         interval
     });
     let mut last_heard = Instant::now();
+    let mut layer_status = ws.channel_layer().status();
+    // What connect() sent after accept() is still buffered.
+    if !flush(ws, keepalive).await {
+        return CloseCode::Abnormal;
+    }
 
     loop {
         let Some(transport) = ws.transport.as_mut() else {
@@ -137,6 +153,9 @@ async fn serve<C: WebsocketConsumer>(
                 }
                 None => Step::Handled(Err(Error::Layer("the channel layer closed this consumer's channel".into()))),
             },
+            status = next_status(&mut layer_status) => {
+                Step::Handled(consumer.layer_status(ws, status).await)
+            }
             _ = tick(&mut pings) => match keepalive {
                 Some(k) if last_heard.elapsed() > k.timeout => {
                     tracing::info!(path = %ws.scope().path, "no frame or pong within the ping timeout: dropping the client");
@@ -202,6 +221,14 @@ async fn on_frame<C: WebsocketConsumer>(
             let _ = ws.close(CloseCode::Size, "message too big").await;
             Step::Closed
         }
+        Some(Err(tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => {
+            Step::Ended(CloseCode::Abnormal)
+        }
+        Some(Err(tungstenite::Error::Utf8(err))) => {
+            tracing::info!(path = %ws.scope().path, error = %err, "invalid UTF-8 in a text frame: closing with 1007");
+            let _ = ws.close(CloseCode::Invalid, "invalid UTF-8").await;
+            Step::Closed
+        }
         Some(Err(tungstenite::Error::Protocol(err))) => {
             tracing::info!(path = %ws.scope().path, error = %err, "protocol violation: closing with 1002");
             let _ = ws.close(CloseCode::Protocol, "protocol error").await;
@@ -233,6 +260,17 @@ async fn on_event<C: WebsocketConsumer>(
             Ok(())
         }
     }
+}
+
+/// The layer's next connection change; never completes for layers without a backend.
+async fn next_status(status: &mut Option<watch::Receiver<LayerStatus>>) -> LayerStatus {
+    if let Some(receiver) = status {
+        if receiver.changed().await.is_ok() {
+            return *receiver.borrow_and_update();
+        }
+        *status = None;
+    }
+    std::future::pending().await
 }
 
 async fn tick(pings: &mut Option<Interval>) {

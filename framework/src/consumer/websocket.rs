@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CloseCode, ConsumerApp, Message, Websocket};
 use crate::Result;
-use crate::layer::Event;
+use crate::layer::{Event, LayerStatus};
 
 /// One WebSocket connection's logic (Channels' `WebsocketConsumer`).
 ///
@@ -105,6 +105,18 @@ pub trait WebsocketConsumer: Send + Sized + 'static {
             );
             Ok(())
         }
+    }
+
+    /// The channel layer lost or regained its backend (Redis): Channels' `layer.disconnected`
+    /// and `layer.reconnected`. While disconnected, only members in this process hear each
+    /// other; after a reconnection, messages sent meanwhile may be missing, so this is the
+    /// place to tell the client to resync. The default does nothing.
+    fn layer_status(
+        &mut self,
+        _ws: &mut Websocket,
+        _status: LayerStatus,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
     }
 
     /// The connection ended with `code`. Runs exactly once.

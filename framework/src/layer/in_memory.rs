@@ -133,6 +133,20 @@ impl InMemoryChannelLayer {
         })
     }
 
+    /// The random id of this process, part of every channel name it gives out.
+    pub fn process_id(&self) -> &str {
+        &self.inner.process
+    }
+
+    /// Whether `channel` is a member of `group`.
+    pub fn is_member(&self, group: &str, channel: &str) -> bool {
+        self.inner
+            .state()
+            .groups
+            .get(group)
+            .is_some_and(|members| members.contains_key(channel))
+    }
+
     /// How many channels are open right now.
     pub fn channel_count(&self) -> usize {
         self.inner.state().channels.len()

@@ -23,15 +23,20 @@ mod envelope;
 mod in_memory;
 mod names;
 mod receiver;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use tokio::sync::watch;
 
 pub use envelope::{Envelope, Event};
 pub use in_memory::{InMemoryChannelLayer, LayerConfig};
 pub use names::{MAX_NAME_LENGTH, validate_channel_name, validate_group_name};
 pub use receiver::ChannelReceiver;
+#[cfg(feature = "redis")]
+pub use redis::{RedisChannelLayer, RedisConfig};
 
 use crate::Result;
 
@@ -64,4 +69,23 @@ pub trait ChannelLayer: Send + Sync + 'static {
         group: &'a str,
         message: Arc<Envelope>,
     ) -> BoxFuture<'a, Result<()>>;
+
+    /// Follows the layer's connection to its backend, for layers that have one (Redis).
+    /// `None` for layers that cannot lose it, such as the in-memory layer.
+    fn status(&self) -> Option<watch::Receiver<LayerStatus>> {
+        None
+    }
+}
+
+/// The state of a layer's backend connection, as consumers are told about it
+/// (Channels' `layer.disconnected` / `layer.reconnected` hooks, actually called).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerStatus {
+    /// Connected since start-up.
+    Connected,
+    /// The backend is unreachable: only members in this process hear each other, and
+    /// messages from other processes may be missed.
+    Disconnected,
+    /// The backend is back; messages sent meanwhile may have been missed.
+    Reconnected,
 }

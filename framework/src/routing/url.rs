@@ -12,6 +12,14 @@ use crate::scope::Scope;
 /// The catch-all parameter a nested router's prefix route captures the rest of the path in.
 const REST: &str = "__switchboard_rest";
 
+/// A matched route with what it captured.
+struct Resolved<'a> {
+    route: &'a Route,
+    kwargs: Vec<(String, String)>,
+    /// For a nested router: the path left for it.
+    rest: Option<String>,
+}
+
 struct Route {
     app: BoxApplication,
     params: Vec<(String, Converter)>,
@@ -175,7 +183,7 @@ impl URLRouter {
     }
 
     /// Finds the route for `path`, checks its converters and returns it with its captures.
-    fn resolve(&self, path: &str) -> Option<(&Route, Vec<(String, String)>, Option<String>)> {
+    fn resolve(&self, path: &str) -> Option<Resolved<'_>> {
         let matched = self.router.at(path).ok()?;
         let route = &self.routes[*matched.value];
         let mut kwargs = Vec::with_capacity(route.params.len());
@@ -198,13 +206,22 @@ impl URLRouter {
         if route.nested && rest.is_none() {
             rest = Some("/".to_owned());
         }
-        Some((route, kwargs, rest))
+        Some(Resolved {
+            route,
+            kwargs,
+            rest,
+        })
     }
 }
 
 impl Application for URLRouter {
     async fn call(&self, mut scope: Scope, conn: Connection) {
-        let Some((route, kwargs, rest)) = self.resolve(scope.path_remaining()) else {
+        let Some(Resolved {
+            route,
+            kwargs,
+            rest,
+        }) = self.resolve(scope.path_remaining())
+        else {
             tracing::debug!(path = %scope.path, "no route matches");
             return conn.refuse(StatusCode::NOT_FOUND);
         };
@@ -227,7 +244,8 @@ mod tests {
     }
 
     fn kwargs_of(router: &URLRouter, path: &str) -> Option<Vec<(String, String)>> {
-        router.resolve(path).map(|(_, mut kwargs, _)| {
+        router.resolve(path).map(|resolved| {
+            let mut kwargs = resolved.kwargs;
             kwargs.sort();
             kwargs
         })
@@ -281,11 +299,11 @@ mod tests {
     #[test]
     fn nesting_passes_the_rest_and_keeps_prefix_kwargs() {
         let router = URLRouter::new().nest("/org/{org:slug}", URLRouter::new());
-        let (_, kwargs, rest) = router.resolve("/org/acme/rooms/1/").unwrap();
-        assert_eq!(kwargs, kv(&[("org", "acme")]));
-        assert_eq!(rest.as_deref(), Some("/rooms/1/"));
-        let (_, _, rest) = router.resolve("/org/acme").unwrap();
-        assert_eq!(rest.as_deref(), Some("/"));
+        let resolved = router.resolve("/org/acme/rooms/1/").unwrap();
+        assert_eq!(resolved.kwargs, kv(&[("org", "acme")]));
+        assert_eq!(resolved.rest.as_deref(), Some("/rooms/1/"));
+        let resolved = router.resolve("/org/acme").unwrap();
+        assert_eq!(resolved.rest.as_deref(), Some("/"));
         assert!(router.resolve("/org/a b/x").is_none());
     }
 

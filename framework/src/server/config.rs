@@ -43,3 +43,37 @@ impl Default for ServerConfig {
         }
     }
 }
+
+impl ServerConfig {
+    /// Sets both the message and the frame size limit.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self.max_frame_size = bytes;
+        self
+    }
+
+    /// Sets the keepalive ping interval and the silence after which a client is dropped.
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.ping_interval = interval;
+        self.ping_timeout = timeout;
+        self
+    }
+
+    /// Sets the time `connect()` has to accept or deny.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a graceful shutdown waits for connections to finish.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Sets the largest HTTP request body read.
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.max_body_size = bytes;
+        self
+    }
+}

@@ -196,8 +196,9 @@ async fn respond_websocket<A: Application>(
         interval: shared.config.ping_interval,
         timeout: shared.config.ping_timeout,
     });
+    let abandoned = conn.abandoned.clone();
     let task_shared = Arc::clone(shared);
-    let consumer = shared.tasks.spawn(async move {
+    shared.tasks.spawn(async move {
         task_shared
             .app
             .call(scope, Connection::Websocket(conn))
@@ -221,7 +222,8 @@ async fn respond_websocket<A: Application>(
         Ok(Err(_)) => plain_response(StatusCode::FORBIDDEN),
         Err(_) => {
             tracing::warn!(client = %peer, "connect() did not accept or deny within the connect timeout");
-            consumer.abort();
+            // Not an abort: the consumer stops connect() and still runs disconnect().
+            abandoned.cancel();
             plain_response(StatusCode::SERVICE_UNAVAILABLE)
         }
     }

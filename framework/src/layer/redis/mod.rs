@@ -1,0 +1,494 @@
+//! The Redis channel layer: many processes, one set of groups (feature `redis`).
+//!
+//! Built on Redis pub/sub, like channels_redis' `RedisPubSubChannelLayer`, with bounded queues
+//! and an outage story:
+//!
+//! * each process holds one subscriber and one publisher connection per Redis server;
+//! * a group is one Redis channel, subscribed once per process while it has local members;
+//! * `group_send` is one `PUBLISH`, whatever the number of members and processes; each process
+//!   decodes what it receives once and shares it among its local members;
+//! * channel names carry the process id (`specific.<process>!<n>`), so a direct `send` is one
+//!   `PUBLISH` to the owning process, or no Redis at all when the owner is this process;
+//! * names are spread over several Redis servers by a stable hash (channels_redis' `hosts`).
+//!
+//! When Redis goes away the process keeps serving its own members (a group send that cannot be
+//! published is delivered locally), reconnects with backoff, subscribes every live group again,
+//! and tells consumers through [`ChannelLayer::status`]. Delivery across processes is
+//! at-most-once: what is published during an outage is lost.
+
+mod shard;
+mod wire;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use fred::prelude::{
+    Builder, ClientLike, Config as FredConfig, EventInterface, PubsubInterface, ReconnectPolicy,
+};
+use fred::types::Message as RedisMessage;
+use futures::future::{BoxFuture, FutureExt};
+use tokio::sync::{Mutex, broadcast, watch};
+
+use super::{
+    ChannelLayer, ChannelReceiver, Envelope, InMemoryChannelLayer, LayerConfig, LayerStatus,
+    validate_channel_name, validate_group_name,
+};
+use crate::{Error, Result};
+
+/// How to reach Redis and how to name things there.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// One URL per Redis server (`redis://HOST:PORT/DB`); names are sharded across them.
+    pub hosts: Vec<String>,
+    /// Prefix of every Redis channel, so several applications can share one Redis.
+    /// Default `switchboard`.
+    pub prefix: String,
+    /// Local limits (capacity, expiry, group expiry), as the in-memory layer.
+    pub layer: LayerConfig,
+    /// How long start-up waits for each server, and how long one command may take before
+    /// the layer treats Redis as unavailable. Default 5 s at start-up, 2 s per command.
+    pub connect_timeout: Duration,
+    /// See `connect_timeout`.
+    pub command_timeout: Duration,
+}
+
+impl RedisConfig {
+    /// A configuration for these servers with the defaults.
+    pub fn new<S: Into<String>>(hosts: impl IntoIterator<Item = S>) -> RedisConfig {
+        RedisConfig {
+            hosts: hosts.into_iter().map(Into::into).collect(),
+            prefix: "switchboard".to_owned(),
+            layer: LayerConfig::default(),
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// Sets the prefix.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> RedisConfig {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets the local limits.
+    pub fn layer(mut self, layer: LayerConfig) -> RedisConfig {
+        self.layer = layer;
+        self
+    }
+}
+
+struct Shard {
+    url: String,
+    publisher: fred::clients::Client,
+    subscriber: fred::clients::SubscriberClient,
+    connected: AtomicBool,
+}
+
+struct Inner {
+    local: InMemoryChannelLayer,
+    prefix: String,
+    shards: Vec<Shard>,
+    command_timeout: Duration,
+    /// Local members per subscribed group: the reference counts behind SUBSCRIBE/UNSUBSCRIBE.
+    /// An async lock, held across the Redis round trip, so a join waits for the subscription
+    /// another join of the same group started.
+    subscriptions: Mutex<HashMap<String, usize>>,
+    status: watch::Sender<LayerStatus>,
+}
+
+/// The channel layer for several processes sharing Redis (Channels' `channels_redis`).
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use switchboard::layer::{RedisChannelLayer, RedisConfig};
+/// use switchboard::prelude::*;
+///
+/// # async fn run(app: impl Application) -> switchboard::Result<()> {
+/// let layer = RedisChannelLayer::connect(RedisConfig::new(["redis://127.0.0.1:6379/0"])).await?;
+/// Server::bind("127.0.0.1:8000").await?.channel_layer(Arc::new(layer)).serve(app).await
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisChannelLayer {
+    inner: Arc<Inner>,
+}
+
+impl RedisChannelLayer {
+    /// Connects to every server, subscribes to this process' own channel and starts listening.
+    /// Fails with a clear error when a server does not answer within the connect timeout.
+    pub async fn connect(config: RedisConfig) -> Result<RedisChannelLayer> {
+        if config.hosts.is_empty() {
+            return Err(Error::Layer("no Redis URL given".into()));
+        }
+        let local = InMemoryChannelLayer::with_config(config.layer);
+        let mut shards = Vec::with_capacity(config.hosts.len());
+        for url in &config.hosts {
+            shards.push(connect_shard(url, &config).await?);
+        }
+        let (status, _) = watch::channel(LayerStatus::Connected);
+        let layer = RedisChannelLayer {
+            inner: Arc::new(Inner {
+                local,
+                prefix: config.prefix,
+                shards,
+                command_timeout: config.command_timeout,
+                subscriptions: Mutex::new(HashMap::new()),
+                status,
+            }),
+        };
+        let own = layer.process_channel(layer.inner.local.process_id());
+        let shard = layer.shard(&own);
+        layer.redis_subscribe(shard, &own).await?;
+        for index in 0..layer.inner.shards.len() {
+            layer.spawn_listener(index);
+        }
+        Ok(layer)
+    }
+
+    /// The Redis servers, in shard order.
+    pub fn hosts(&self) -> Vec<String> {
+        self.inner.shards.iter().map(|s| s.url.clone()).collect()
+    }
+
+    /// Local members of a group in this process.
+    pub fn local_group_size(&self, group: &str) -> usize {
+        self.inner.local.group_size(group)
+    }
+
+    /// Groups this process is subscribed to in Redis right now.
+    pub async fn subscribed_groups(&self) -> Vec<String> {
+        let mut groups: Vec<String> = self
+            .inner
+            .subscriptions
+            .lock()
+            .await
+            .keys()
+            .cloned()
+            .collect();
+        groups.sort();
+        groups
+    }
+
+    fn group_channel(&self, group: &str) -> String {
+        format!("{}:group:{group}", self.inner.prefix)
+    }
+
+    fn process_channel(&self, process: &str) -> String {
+        format!("{}:process:{process}", self.inner.prefix)
+    }
+
+    fn shard(&self, redis_channel: &str) -> &Shard {
+        &self.inner.shards[shard::shard_of(redis_channel, self.inner.shards.len())]
+    }
+
+    async fn redis_subscribe(&self, shard: &Shard, channel: &str) -> Result<()> {
+        let subscribe = shard.subscriber.subscribe(channel.to_owned());
+        match tokio::time::timeout(self.inner.command_timeout, subscribe).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(Error::Layer(format!(
+                "SUBSCRIBE {channel} on {}: {err}",
+                shard.url
+            ))),
+            Err(_) => Err(Error::Layer(format!(
+                "SUBSCRIBE {channel} on {}: timed out",
+                shard.url
+            ))),
+        }
+    }
+
+    async fn redis_publish(&self, channel: String, payload: String) -> Result<()> {
+        let shard = self.shard(&channel);
+        let publish = shard.publisher.publish::<i64, _, _>(channel, payload);
+        match tokio::time::timeout(self.inner.command_timeout, publish).await {
+            Ok(Ok(_receivers)) => Ok(()),
+            Ok(Err(err)) => Err(Error::Layer(format!("PUBLISH on {}: {err}", shard.url))),
+            Err(_) => Err(Error::Layer(format!("PUBLISH on {}: timed out", shard.url))),
+        }
+    }
+
+    /// Forwards what one server's subscriber receives to local channels and groups, and follows
+    /// the server's connection state.
+    fn spawn_listener(&self, index: usize) {
+        let shard = &self.inner.shards[index];
+        let messages = shard.subscriber.message_rx();
+        let reconnects = shard.subscriber.reconnect_rx();
+        let errors = shard.subscriber.error_rx();
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(listen(weak, index, messages, reconnects, errors));
+    }
+
+    async fn do_group_add(&self, group: &str, channel: &str) -> Result<()> {
+        validate_group_name(group)?;
+        validate_channel_name(channel)?;
+        let mut subscriptions = self.inner.subscriptions.lock().await;
+        let was_member = self.inner.local.is_member(group, channel);
+        self.inner.local.group_add(group, channel).await?;
+        if was_member {
+            return Ok(());
+        }
+        let members = subscriptions.entry(group.to_owned()).or_insert(0);
+        *members += 1;
+        if *members == 1 {
+            let redis_channel = self.group_channel(group);
+            if let Err(err) = self
+                .redis_subscribe(self.shard(&redis_channel), &redis_channel)
+                .await
+            {
+                // Local members still hear each other; the subscription is retried on reconnect.
+                tracing::warn!(%group, error = %err, "Redis subscription failed; serving local members only until Redis is back");
+            }
+        }
+        Ok(())
+    }
+
+    async fn do_group_discard(&self, group: &str, channel: &str) -> Result<()> {
+        validate_group_name(group)?;
+        validate_channel_name(channel)?;
+        let mut subscriptions = self.inner.subscriptions.lock().await;
+        let was_member = self.inner.local.is_member(group, channel);
+        self.inner.local.group_discard(group, channel).await?;
+        if !was_member {
+            return Ok(());
+        }
+        let Some(members) = subscriptions.get_mut(group) else {
+            return Ok(());
+        };
+        *members = members.saturating_sub(1);
+        if *members == 0 {
+            subscriptions.remove(group);
+            let redis_channel = self.group_channel(group);
+            let shard = self.shard(&redis_channel);
+            let unsubscribe = shard.subscriber.unsubscribe(redis_channel.clone());
+            match tokio::time::timeout(self.inner.command_timeout, unsubscribe).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::warn!(%group, error = %err, "UNSUBSCRIBE failed"),
+                Err(_) => tracing::warn!(%group, "UNSUBSCRIBE timed out"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn do_group_send(&self, group: &str, message: Arc<Envelope>) -> Result<()> {
+        validate_group_name(group)?;
+        let payload = wire::group_payload(message.json());
+        if let Err(err) = self.redis_publish(self.group_channel(group), payload).await {
+            tracing::warn!(%group, error = %err, "Redis unavailable: group message delivered to this process' members only");
+            self.inner.local.group_send(group, message).await?;
+        }
+        Ok(())
+    }
+
+    async fn do_send(&self, channel: &str, message: Arc<Envelope>) -> Result<()> {
+        validate_channel_name(channel)?;
+        match owner_process(channel) {
+            Some(process) if process != self.inner.local.process_id() => {
+                let payload = wire::direct_payload(channel, message.json())?;
+                self.redis_publish(self.process_channel(process), payload)
+                    .await
+            }
+            _ => self.inner.local.send(channel, message).await,
+        }
+    }
+}
+
+/// The process part of a `specific.<process>!<n>` channel name.
+fn owner_process(channel: &str) -> Option<&str> {
+    channel
+        .strip_prefix("specific.")?
+        .split_once('!')
+        .map(|(process, _)| process)
+}
+
+async fn connect_shard(url: &str, config: &RedisConfig) -> Result<Shard> {
+    let fred_config = FredConfig::from_url(url)
+        .map_err(|err| Error::Layer(format!("invalid Redis URL {url:?}: {err}")))?;
+    let mut builder = Builder::from_config(fred_config);
+    builder
+        // Reconnect for ever, from 100 ms up to 1 s between attempts, so delivery resumes
+        // within seconds of Redis coming back.
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 1_000, 2))
+        .with_connection_config(|c| {
+            c.connection_timeout = config.connect_timeout;
+            c.max_command_attempts = 1;
+        })
+        .with_performance_config(|p| {
+            p.default_command_timeout = config.command_timeout;
+            // The subscriber's queue towards our listener: bounded; a listener that falls this
+            // far behind loses messages (and says so) rather than growing memory.
+            p.broadcast_channel_capacity = 4096;
+        });
+    let publisher = builder
+        .build()
+        .map_err(|err| Error::Layer(format!("Redis client for {url}: {err}")))?;
+    let subscriber = builder
+        .build_subscriber_client()
+        .map_err(|err| Error::Layer(format!("Redis subscriber for {url}: {err}")))?;
+    init(&publisher, url, config.connect_timeout).await?;
+    init(&subscriber, url, config.connect_timeout).await?;
+    Ok(Shard {
+        url: url.to_owned(),
+        publisher,
+        subscriber,
+        connected: AtomicBool::new(true),
+    })
+}
+
+/// Connects one client, failing clearly instead of retrying for ever at start-up.
+async fn init(client: &impl ClientLike, url: &str, limit: Duration) -> Result<()> {
+    match tokio::time::timeout(limit, client.init()).await {
+        Ok(Ok(_handle)) => Ok(()),
+        Ok(Err(err)) => Err(Error::Layer(format!(
+            "cannot connect to Redis at {url}: {err}"
+        ))),
+        Err(_) => Err(Error::Layer(format!(
+            "cannot connect to Redis at {url}: no answer within {limit:?}"
+        ))),
+    }
+}
+
+async fn listen(
+    weak: std::sync::Weak<Inner>,
+    index: usize,
+    mut messages: broadcast::Receiver<RedisMessage>,
+    mut reconnects: broadcast::Receiver<fred::types::config::Server>,
+    mut errors: broadcast::Receiver<(fred::error::Error, Option<fred::types::config::Server>)>,
+) {
+    loop {
+        tokio::select! {
+            message = messages.recv() => match message {
+                Ok(message) => {
+                    let Some(inner) = weak.upgrade() else { return };
+                    deliver(&inner, &message).await;
+                }
+                Err(broadcast::error::RecvError::Lagged(lost)) => {
+                    tracing::warn!(lost, "Redis listener fell behind: messages lost");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            error = errors.recv() => match error {
+                Ok((err, _)) => {
+                    let Some(inner) = weak.upgrade() else { return };
+                    if inner.shards[index].connected.swap(false, Ordering::SeqCst) {
+                        tracing::warn!(url = %inner.shards[index].url, error = %err, "lost Redis: serving local members only, reconnecting");
+                        inner.status.send_replace(LayerStatus::Disconnected);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            reconnected = reconnects.recv() => match reconnected {
+                Ok(_) => {
+                    let Some(inner) = weak.upgrade() else { return };
+                    resubscribe(&inner, index).await;
+                    let was_down = !inner.shards[index].connected.swap(true, Ordering::SeqCst);
+                    if was_down && inner.shards.iter().all(|s| s.connected.load(Ordering::SeqCst)) {
+                        tracing::info!(url = %inner.shards[index].url, "Redis is back: groups subscribed again");
+                        inner.status.send_replace(LayerStatus::Reconnected);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+/// After a reconnection, subscribes again to this shard's live groups and the process channel.
+async fn resubscribe(inner: &Arc<Inner>, index: usize) {
+    let layer = RedisChannelLayer {
+        inner: Arc::clone(inner),
+    };
+    let mut channels: Vec<String> = layer
+        .inner
+        .subscriptions
+        .lock()
+        .await
+        .keys()
+        .map(|group| layer.group_channel(group))
+        .collect();
+    channels.push(layer.process_channel(layer.inner.local.process_id()));
+    let shards = layer.inner.shards.len();
+    for channel in channels
+        .into_iter()
+        .filter(|c| shard::shard_of(c, shards) == index)
+    {
+        if let Err(err) = layer
+            .redis_subscribe(&layer.inner.shards[index], &channel)
+            .await
+        {
+            tracing::warn!(%channel, error = %err, "resubscription failed; retried on the next reconnection");
+        }
+    }
+}
+
+/// Hands one received Redis message to local channels or groups, decoded once.
+async fn deliver(inner: &Inner, message: &RedisMessage) {
+    let Some(text) = message.value.as_str() else {
+        tracing::warn!(channel = %&*message.channel, "non-text payload on a switchboard channel: dropped");
+        return;
+    };
+    let payload = match wire::parse(&text) {
+        Ok(payload) => payload,
+        Err(err) => {
+            tracing::warn!(channel = %&*message.channel, error = %err, "unreadable payload: dropped");
+            return;
+        }
+    };
+    let envelope = Envelope::from_json(payload.message.get().to_owned());
+    let group_prefix = format!("{}:group:", inner.prefix);
+    let result = match (
+        message.channel.strip_prefix(group_prefix.as_str()),
+        payload.channel,
+    ) {
+        (Some(group), _) => inner.local.group_send(group, envelope).await,
+        (None, Some(channel)) => inner.local.send(channel, envelope).await,
+        (None, None) => Ok(()),
+    };
+    if let Err(err) = result {
+        tracing::warn!(channel = %&*message.channel, error = %err, "local delivery failed");
+    }
+}
+
+impl ChannelLayer for RedisChannelLayer {
+    fn new_channel(&self) -> BoxFuture<'_, Result<ChannelReceiver>> {
+        self.inner.local.new_channel()
+    }
+
+    fn send<'a>(&'a self, channel: &'a str, message: Arc<Envelope>) -> BoxFuture<'a, Result<()>> {
+        self.do_send(channel, message).boxed()
+    }
+
+    fn group_add<'a>(&'a self, group: &'a str, channel: &'a str) -> BoxFuture<'a, Result<()>> {
+        self.do_group_add(group, channel).boxed()
+    }
+
+    fn group_discard<'a>(&'a self, group: &'a str, channel: &'a str) -> BoxFuture<'a, Result<()>> {
+        self.do_group_discard(group, channel).boxed()
+    }
+
+    fn group_send<'a>(
+        &'a self,
+        group: &'a str,
+        message: Arc<Envelope>,
+    ) -> BoxFuture<'a, Result<()>> {
+        self.do_group_send(group, message).boxed()
+    }
+
+    fn status(&self) -> Option<watch::Receiver<LayerStatus>> {
+        Some(self.inner.status.subscribe())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owner_process;
+
+    #[test]
+    fn owner_of_specific_names() {
+        assert_eq!(owner_process("specific.abc!3"), Some("abc"));
+        assert_eq!(owner_process("thumbnails"), None);
+        assert_eq!(owner_process("specific.abc"), None);
+    }
+}
