@@ -97,3 +97,7 @@ mod tutorial {}
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/concepts.md")]
 mod concepts {}
+
+#[cfg(all(doctest, feature = "redis"))]
+#[doc = include_str!("../../docs/scaling.md")]
+mod scaling {}

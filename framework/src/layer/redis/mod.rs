@@ -230,8 +230,9 @@ impl RedisChannelLayer {
         }
         let members = subscriptions.entry(group.to_owned()).or_insert(0);
         *members += 1;
-        if *members == 1 {
-            let redis_channel = self.group_channel(group);
+        let redis_channel = self.group_channel(group);
+        // While the server is down the subscription is made on reconnection instead.
+        if *members == 1 && self.shard(&redis_channel).connected.load(Ordering::SeqCst) {
             if let Err(err) = self
                 .redis_subscribe(self.shard(&redis_channel), &redis_channel)
                 .await
@@ -260,6 +261,11 @@ impl RedisChannelLayer {
             subscriptions.remove(group);
             let redis_channel = self.group_channel(group);
             let shard = self.shard(&redis_channel);
+            // A lost connection took its subscriptions with it; the reconnection subscribes
+            // only to the groups still in the map.
+            if !shard.connected.load(Ordering::SeqCst) {
+                return Ok(());
+            }
             let unsubscribe = shard.subscriber.unsubscribe(redis_channel.clone());
             match tokio::time::timeout(self.inner.command_timeout, unsubscribe).await {
                 Ok(Ok(())) => {}
@@ -272,12 +278,19 @@ impl RedisChannelLayer {
 
     async fn do_group_send(&self, group: &str, message: Arc<Envelope>) -> Result<()> {
         validate_group_name(group)?;
-        let payload = wire::group_payload(message.json());
-        if let Err(err) = self.redis_publish(self.group_channel(group), payload).await {
-            tracing::warn!(%group, error = %err, "Redis unavailable: group message delivered to this process' members only");
-            self.inner.local.group_send(group, message).await?;
+        let channel = self.group_channel(group);
+        // While the server is known to be down, do not make every sender wait for a command
+        // timeout: deliver to this process' members straight away.
+        if self.shard(&channel).connected.load(Ordering::SeqCst) {
+            let payload = wire::group_payload(message.json());
+            match self.redis_publish(channel, payload).await {
+                Ok(()) => return Ok(()),
+                Err(err) => {
+                    tracing::warn!(%group, error = %err, "Redis unavailable: group message delivered to this process' members only")
+                }
+            }
         }
-        Ok(())
+        self.inner.local.group_send(group, message).await
     }
 
     async fn do_send(&self, channel: &str, message: Arc<Envelope>) -> Result<()> {
