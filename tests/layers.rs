@@ -47,6 +47,7 @@ where
     full_member_misses_only_its_message(&make().await).await;
     invalid_names(&make().await).await;
     released_channel(&make().await).await;
+    named_channel(&make().await).await;
 }
 
 async fn unique_names(layer: &impl ChannelLayer) {
@@ -192,6 +193,28 @@ async fn released_channel(layer: &impl ChannelLayer) {
         .expect("send to a released channel is dropped");
 }
 
+async fn named_channel(layer: &impl ChannelLayer) {
+    let name = format!("conf-jobs-{}", std::process::id());
+    let mut worker = layer
+        .receive_channel(&name)
+        .await
+        .expect("receive on a named channel");
+    assert!(
+        layer.receive_channel("specific.x!1").await.is_err(),
+        "specific names are not for workers"
+    );
+    for n in 0..3 {
+        layer
+            .send(&name, message(n))
+            .await
+            .expect("send to the worker");
+    }
+    for n in 0..3u64 {
+        assert_eq!(next_n(&mut worker).await, n);
+    }
+    nothing_more(&mut worker).await;
+}
+
 fn small() -> LayerConfig {
     LayerConfig::default().capacity(3)
 }
@@ -248,6 +271,36 @@ async fn redis_layers_in_two_processes_share_groups_and_direct_sends() {
     one.group_send("room", message(3)).await.expect("send");
     assert_eq!(next_n(&mut on_one).await, 3);
     nothing_more(&mut on_two).await;
+}
+
+#[tokio::test]
+async fn a_worker_in_one_process_gets_each_message_sent_by_another_once() {
+    let Some(url) = redis_url().await else { return };
+    let prefix = unique_prefix("worker");
+    let connect = || async {
+        RedisChannelLayer::connect(RedisConfig::new([url.clone()]).prefix(prefix.clone()))
+            .await
+            .expect("connect")
+    };
+    let (web, worker_a, worker_b) = (connect().await, connect().await, connect().await);
+    let mut a = worker_a.receive_channel("jobs").await.expect("receive");
+    let mut b = worker_b.receive_channel("jobs").await.expect("receive");
+    for n in 0..20 {
+        web.send("jobs", message(n)).await.expect("send");
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 20 {
+        tokio::select! {
+            Some(envelope) = a.recv() => seen.push(envelope.json().to_owned()),
+            Some(envelope) = b.recv() => seen.push(envelope.json().to_owned()),
+            _ = tokio::time::sleep(TIMEOUT) => panic!("only {} of 20 messages arrived", seen.len()),
+        }
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 20, "each message reached exactly one worker");
+    nothing_more(&mut a).await;
+    nothing_more(&mut b).await;
 }
 
 #[tokio::test]

@@ -68,6 +68,7 @@ pub mod layer;
 pub mod routing;
 pub mod scope;
 pub mod server;
+pub mod worker;
 
 pub use application::{Application, Connection};
 pub use consumer::response;

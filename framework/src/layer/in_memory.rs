@@ -11,6 +11,7 @@ use futures::future::{BoxFuture, FutureExt};
 use rand::distr::{Alphanumeric, SampleString};
 use tokio::sync::mpsc::{self, error::TrySendError};
 
+use super::names::validate_named_channel;
 use super::{ChannelLayer, ChannelReceiver, Envelope, validate_channel_name, validate_group_name};
 use crate::{Error, Result};
 
@@ -157,6 +158,38 @@ impl InMemoryChannelLayer {
         let name = format!("specific.{}!{n}", self.inner.process);
         let (tx, rx) = mpsc::channel(self.inner.config.capacity);
         self.inner.state().channels.insert(name.clone(), tx);
+        self.receiver(name, rx)
+    }
+
+    /// Whether a receiver listens on `channel` in this process.
+    pub fn has_channel(&self, channel: &str) -> bool {
+        self.inner
+            .state()
+            .channels
+            .get(channel)
+            .is_some_and(|queue| !queue.is_closed())
+    }
+
+    fn receive_channel_now(&self, name: &str) -> Result<ChannelReceiver> {
+        validate_named_channel(name)?;
+        let (tx, rx) = mpsc::channel(self.inner.config.capacity);
+        {
+            let mut state = self.inner.state();
+            if state
+                .channels
+                .get(name)
+                .is_some_and(|queue| !queue.is_closed())
+            {
+                return Err(Error::Layer(format!(
+                    "channel {name:?} already has a receiver in this process"
+                )));
+            }
+            state.channels.insert(name.to_owned(), tx);
+        }
+        Ok(self.receiver(name.to_owned(), rx))
+    }
+
+    fn receiver(&self, name: String, rx: mpsc::Receiver<Arc<Envelope>>) -> ChannelReceiver {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         ChannelReceiver::new(name, rx, self.inner.config.expiry, move |name| {
             if let Some(inner) = weak.upgrade() {
@@ -250,6 +283,10 @@ impl ChannelLayer for InMemoryChannelLayer {
     fn new_channel(&self) -> BoxFuture<'_, Result<ChannelReceiver>> {
         let receiver = self.new_channel_now();
         async move { Ok(receiver) }.boxed()
+    }
+
+    fn receive_channel<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<ChannelReceiver>> {
+        futures::future::ready(self.receive_channel_now(name)).boxed()
     }
 
     fn send<'a>(&'a self, channel: &'a str, message: Arc<Envelope>) -> BoxFuture<'a, Result<()>> {
@@ -366,6 +403,19 @@ mod tests {
         tokio::time::advance(Duration::from_secs(6)).await;
         layer.group_send("g", msg(3)).await.unwrap();
         assert_eq!(layer.group_size("g"), 0);
+    }
+
+    #[tokio::test]
+    async fn named_channels_have_one_receiver_per_process() {
+        let layer = InMemoryChannelLayer::new();
+        let mut worker = layer.receive_channel("thumbnails-generate").await.unwrap();
+        assert!(layer.receive_channel("thumbnails-generate").await.is_err());
+        assert!(layer.receive_channel("specific.x!1").await.is_err());
+        layer.send("thumbnails-generate", msg(1)).await.unwrap();
+        assert_eq!(worker.recv().await.unwrap().json(), msg(1).json());
+        drop(worker);
+        assert!(!layer.has_channel("thumbnails-generate"));
+        layer.receive_channel("thumbnails-generate").await.unwrap();
     }
 
     #[tokio::test]

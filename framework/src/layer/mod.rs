@@ -70,6 +70,12 @@ pub trait ChannelLayer: Send + Sync + 'static {
         message: Arc<Envelope>,
     ) -> BoxFuture<'a, Result<()>>;
 
+    /// Starts receiving on a fixed channel name such as `"thumbnails-generate"`, for a
+    /// background worker (Channels' `runworker`). Anyone can [`send`](Self::send) to that name;
+    /// with a layer shared by several processes each message reaches one receiver. Dropping the
+    /// receiver stops receiving.
+    fn receive_channel<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<ChannelReceiver>>;
+
     /// Follows the layer's connection to its backend, for layers that have one (Redis).
     /// `None` for layers that cannot lose it, such as the in-memory layer.
     fn status(&self) -> Option<watch::Receiver<LayerStatus>> {

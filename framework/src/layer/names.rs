@@ -59,6 +59,14 @@ pub fn validate_channel_name(name: &str) -> Result<()> {
     }
 }
 
+/// Checks a fixed channel name for a worker: a channel name without the `!` part.
+pub(crate) fn validate_named_channel(name: &str) -> Result<()> {
+    if name.contains('!') {
+        return Err(invalid("channel", name));
+    }
+    validate_channel_name(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

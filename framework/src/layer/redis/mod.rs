@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fred::prelude::{
-    Builder, ClientLike, Config as FredConfig, EventInterface, PubsubInterface, ReconnectPolicy,
+    Builder, ClientLike, Config as FredConfig, EventInterface, ListInterface, LuaInterface,
+    PubsubInterface, ReconnectPolicy,
 };
 use fred::types::Message as RedisMessage;
 use futures::future::{BoxFuture, FutureExt};
@@ -81,6 +82,9 @@ impl RedisConfig {
 
 struct Shard {
     url: String,
+    /// How to build more clients for this server: every named-channel receiver blocks one
+    /// connection in `BRPOP`.
+    builder: Builder,
     publisher: fred::clients::Client,
     subscriber: fred::clients::SubscriberClient,
     connected: AtomicBool,
@@ -91,6 +95,7 @@ struct Inner {
     prefix: String,
     shards: Vec<Shard>,
     command_timeout: Duration,
+    layer_config: LayerConfig,
     /// Local members per subscribed group: the reference counts behind SUBSCRIBE/UNSUBSCRIBE.
     /// An async lock, held across the Redis round trip, so a join waits for the subscription
     /// another join of the same group started.
@@ -134,6 +139,7 @@ impl RedisChannelLayer {
                 prefix: config.prefix,
                 shards,
                 command_timeout: config.command_timeout,
+                layer_config: config.layer,
                 subscriptions: Mutex::new(HashMap::new()),
                 status,
             }),
@@ -301,10 +307,69 @@ impl RedisChannelLayer {
                 self.redis_publish(self.process_channel(process), payload)
                     .await
             }
-            _ => self.inner.local.send(channel, message).await,
+            Some(_) => self.inner.local.send(channel, message).await,
+            None => self.queue_push(channel, message).await,
         }
     }
+
+    fn queue_key(&self, name: &str) -> String {
+        format!("{}:queue:{name}", self.inner.prefix)
+    }
+
+    /// A send to a named channel: pushed on a Redis list that one worker, in whichever
+    /// process, pops — Channels' queue semantics, bounded by the layer's capacity.
+    async fn queue_push(&self, name: &str, message: Arc<Envelope>) -> Result<()> {
+        let key = self.queue_key(name);
+        let shard = self.shard(&key);
+        if !shard.connected.load(Ordering::SeqCst) && self.inner.local.has_channel(name) {
+            return self.inner.local.send(name, message).await;
+        }
+        let capacity = self.inner.layer_config.capacity;
+        let expiry = i64::try_from(self.inner.layer_config.expiry.as_secs().max(1)).unwrap_or(60);
+        // One atomic round trip: refuse when full, else push and renew the expiry.
+        let push = shard.publisher.eval::<i64, _, _, _>(
+            QUEUE_PUSH,
+            key.clone(),
+            vec![
+                message.json().to_owned(),
+                capacity.to_string(),
+                expiry.to_string(),
+            ],
+        );
+        match tokio::time::timeout(self.inner.command_timeout, push).await {
+            Ok(Ok(1)) => Ok(()),
+            Ok(Ok(_)) => Err(Error::ChannelFull(name.to_owned())),
+            Ok(Err(err)) => Err(Error::Layer(format!("queueing on {}: {err}", shard.url))),
+            Err(_) => Err(Error::Layer(format!(
+                "queueing on {}: timed out",
+                shard.url
+            ))),
+        }
+    }
+
+    async fn do_receive_channel(&self, name: &str) -> Result<ChannelReceiver> {
+        let receiver = self.inner.local.receive_channel(name).await?;
+        let key = self.queue_key(name);
+        let shard = self.shard(&key);
+        let client = shard
+            .builder
+            .build()
+            .map_err(|err| Error::Layer(format!("Redis client for {}: {err}", shard.url)))?;
+        init(&client, &shard.url, self.inner.command_timeout).await?;
+        tokio::spawn(pump_queue(
+            client,
+            key,
+            name.to_owned(),
+            self.inner.local.clone(),
+        ));
+        Ok(receiver)
+    }
 }
+
+/// Pushes ARGV[1] on the list KEYS[1] unless it holds ARGV[2] items already; the list expires
+/// ARGV[3] seconds after the last push. Returns 1 when pushed, 0 when full.
+const QUEUE_PUSH: &str = "if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end \
+redis.call('LPUSH', KEYS[1], ARGV[1]) redis.call('EXPIRE', KEYS[1], ARGV[3]) return 1";
 
 /// The process part of a `specific.<process>!<n>` channel name.
 fn owner_process(channel: &str) -> Option<&str> {
@@ -342,6 +407,7 @@ async fn connect_shard(url: &str, config: &RedisConfig) -> Result<Shard> {
     init(&subscriber, url, config.connect_timeout).await?;
     Ok(Shard {
         url: url.to_owned(),
+        builder,
         publisher,
         subscriber,
         connected: AtomicBool::new(true),
@@ -408,6 +474,42 @@ async fn listen(
     }
 }
 
+/// Moves a named channel's Redis list into the local receiver, one message at a time, as long
+/// as the receiver lives. A full local queue stops the popping (the list holds the rest).
+async fn pump_queue(
+    client: fred::clients::Client,
+    key: String,
+    name: String,
+    local: InMemoryChannelLayer,
+) {
+    let mut held: Option<Arc<Envelope>> = None;
+    while local.has_channel(&name) {
+        if let Some(envelope) = held.take() {
+            match local.send(&name, Arc::clone(&envelope)).await {
+                Err(Error::ChannelFull(_)) => {
+                    held = Some(envelope);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(err) => {
+                    tracing::warn!(channel = %name, error = %err, "worker queue delivery failed")
+                }
+                Ok(()) => {}
+            }
+            continue;
+        }
+        // A short block, so a dropped receiver is noticed within a second.
+        match client.brpop::<Option<(String, String)>, _>(&key, 1.0).await {
+            Ok(Some((_, json))) => held = Some(Envelope::from_json(json)),
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(channel = %name, error = %err, "reading the worker queue failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    let _ = client.quit().await;
+}
+
 /// After a reconnection, subscribes again to this shard's live groups and the process channel.
 async fn resubscribe(inner: &Arc<Inner>, index: usize) {
     let layer = RedisChannelLayer {
@@ -471,6 +573,10 @@ impl ChannelLayer for RedisChannelLayer {
 
     fn send<'a>(&'a self, channel: &'a str, message: Arc<Envelope>) -> BoxFuture<'a, Result<()>> {
         self.do_send(channel, message).boxed()
+    }
+
+    fn receive_channel<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<ChannelReceiver>> {
+        self.do_receive_channel(name).boxed()
     }
 
     fn group_add<'a>(&'a self, group: &'a str, channel: &'a str) -> BoxFuture<'a, Result<()>> {
