@@ -238,14 +238,13 @@ impl RedisChannelLayer {
         *members += 1;
         let redis_channel = self.group_channel(group);
         // While the server is down the subscription is made on reconnection instead.
-        if *members == 1 && self.shard(&redis_channel).connected.load(Ordering::SeqCst) {
-            if let Err(err) = self
-                .redis_subscribe(self.shard(&redis_channel), &redis_channel)
-                .await
-            {
-                // Local members still hear each other; the subscription is retried on reconnect.
-                tracing::warn!(%group, error = %err, "Redis subscription failed; serving local members only until Redis is back");
-            }
+        let shard = self.shard(&redis_channel);
+        if *members == 1
+            && shard.connected.load(Ordering::SeqCst)
+            && let Err(err) = self.redis_subscribe(shard, &redis_channel).await
+        {
+            // Local members still hear each other; the subscription is retried on reconnect.
+            tracing::warn!(%group, error = %err, "Redis subscription failed; serving local members only until Redis is back");
         }
         Ok(())
     }
