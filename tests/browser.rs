@@ -59,7 +59,10 @@ async fn two_browsers_chat_in_a_room_and_markup_stays_text() {
     if !browsers_installed() {
         return;
     }
-    let server = TestServer::start(chat_app::routing::application()).await;
+    let server = TestServer::start(chat_app::routing::application(
+        chat_app::state::AppState::in_memory(),
+    ))
+    .await;
     let driver = ChromeDriver::start().await;
     let room = format!("browser_{}", std::process::id());
 

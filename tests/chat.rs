@@ -14,7 +14,10 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_util::sync::CancellationToken;
 
 async fn chat_server() -> TestServer {
-    TestServer::start(chat_app::routing::application()).await
+    TestServer::start(chat_app::routing::application(
+        chat_app::state::AppState::in_memory(),
+    ))
+    .await
 }
 
 fn room(name: &str) -> String {
@@ -184,11 +187,10 @@ async fn a_member_who_left_hears_nothing_more_and_the_group_empties() {
     let addr = server.local_addr().expect("address");
     let stop = CancellationToken::new();
     let signal = stop.clone();
-    let task = tokio::spawn(
-        server.serve_with_shutdown(chat_app::routing::application(), async move {
-            signal.cancelled().await
-        }),
-    );
+    let task = tokio::spawn(server.serve_with_shutdown(
+        chat_app::routing::application(chat_app::state::AppState::in_memory()),
+        async move { signal.cancelled().await },
+    ));
     let url = |path: &str| format!("ws://{addr}{path}");
     let connect = |path: String| async move {
         within("connect", tokio_tungstenite::connect_async(url(&path)))

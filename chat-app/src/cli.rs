@@ -1,11 +1,15 @@
 //! Command-line options (daphne's `-b`/`-p` included).
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Run the switchboard group chat.
 #[derive(Debug, Parser)]
 #[command(name = "chat-app", version, about)]
 pub struct Cli {
+    /// Run the chat server (default) or only background workers.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on, HOST:PORT.
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub bind: String,
@@ -20,17 +24,39 @@ pub struct Cli {
 
     /// Channel layer: Redis URL(s) `redis://HOST:PORT[/DB]`, repeated or comma-separated; several
     /// servers shard rooms between them. Without it, the in-memory layer serves one process.
-    #[arg(long = "layer", env = "CHANNEL_LAYER_URL", value_delimiter = ',')]
+    #[arg(
+        long = "layer",
+        env = "CHANNEL_LAYER_URL",
+        value_delimiter = ',',
+        global = true
+    )]
     pub layers: Vec<String>,
 
     /// Prefix of every Redis key and channel, so several applications can share one Redis.
-    #[arg(long, default_value = "switchboard")]
+    #[arg(long, default_value = "switchboard", global = true)]
     pub layer_prefix: String,
+
+    /// Do not run the background workers (room history) in this process; run them with
+    /// `chat-app worker chat-history` instead.
+    #[arg(long)]
+    pub no_workers: bool,
 
     /// Log filter: error, warn, info, debug, trace, or a tracing directive list.
     /// RUST_LOG, when set, wins.
-    #[arg(long, default_value = "info")]
+    #[arg(long, default_value = "info", global = true)]
     pub log_level: String,
+}
+
+/// What to run instead of the server.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run background workers only (Channels' `runworker`); with the Redis layer they receive
+    /// what every web process sends.
+    Worker {
+        /// Channel names to work on, e.g. `chat-history`.
+        #[arg(required = true)]
+        channels: Vec<String>,
+    },
 }
 
 impl Cli {
@@ -67,6 +93,17 @@ mod tests {
             "0.0.0.0:80"
         );
         assert_eq!(parse(&["--bind", "[::1]:8080"]).address(), "[::1]:8080");
+    }
+
+    #[test]
+    fn worker_subcommand_takes_channels_and_global_flags() {
+        let cli = parse(&["worker", "chat-history", "--layer", "redis://a:1"]);
+        match cli.command {
+            Some(Command::Worker { channels }) => assert_eq!(channels, ["chat-history"]),
+            None => panic!("no subcommand"),
+        }
+        assert_eq!(cli.layers, ["redis://a:1"]);
+        assert!(parse(&[]).command.is_none());
     }
 
     #[test]

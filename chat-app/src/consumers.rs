@@ -3,6 +3,8 @@
 use rand::Rng;
 use switchboard::prelude::*;
 
+use crate::history::{HISTORY_CHANNEL, History, HistoryMessage};
+
 /// Longest accepted message, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 4096;
 
@@ -47,11 +49,24 @@ pub enum ChatEvent {
 }
 
 /// The room member: joins `chat_<room>` before the handshake answers, so a message sent right
-/// after connecting reaches everyone.
-#[derive(Debug, Default)]
+/// after connecting reaches everyone, and gets the room's history before live messages.
 pub struct ChatConsumer {
+    room: String,
     group: String,
     display_name: String,
+    history: History,
+}
+
+impl ChatConsumer {
+    /// A consumer reading history from `history`.
+    pub fn new(history: History) -> ChatConsumer {
+        ChatConsumer {
+            room: String::new(),
+            group: String::new(),
+            display_name: String::new(),
+            history,
+        }
+    }
 }
 
 /// A guest name that stays the same for the whole connection.
@@ -77,13 +92,32 @@ impl JsonWebsocketConsumer for ChatConsumer {
     type Event = ChatEvent;
 
     async fn connect(&mut self, ws: &mut Websocket) -> Result<()> {
-        self.group = format!("chat_{}", ws.scope().kwarg("room_name")?);
+        self.room = ws.scope().kwarg("room_name")?.to_owned();
+        self.group = format!("chat_{}", self.room);
         self.display_name = match ws.scope().user.username() {
             Some(name) => name.to_owned(),
             None => guest_name(),
         };
+        // Joined before the history is read: a message in between may show twice, but none
+        // goes missing; live messages wait in this consumer's queue until the history is out.
         ws.group_add(&self.group).await?;
-        ws.accept().await
+        let recent = self.history.recent(&self.room).await.unwrap_or_else(|err| {
+            tracing::warn!(room = %self.room, error = %err, "history unavailable: joining without it");
+            Vec::new()
+        });
+        ws.accept().await?;
+        if recent.is_empty() {
+            return Ok(());
+        }
+        let messages: Vec<ChatEvent> = recent
+            .into_iter()
+            .map(|entry| ChatEvent::ChatMessage {
+                message: entry.message,
+                user: entry.user,
+            })
+            .collect();
+        ws.send_json(&serde_json::json!({"type": "chat.history", "messages": messages}))
+            .await
     }
 
     async fn receive_json(&mut self, ws: &mut Websocket, input: ChatInput) -> Result<()> {
@@ -92,11 +126,21 @@ impl JsonWebsocketConsumer for ChatConsumer {
                 .send_json(&serde_json::json!({"type": "error", "error": error}))
                 .await;
         }
+        let remember = HistoryMessage::Append {
+            room: self.room.clone(),
+            message: input.message.clone(),
+            user: self.display_name.clone(),
+        };
         let event = ChatEvent::ChatMessage {
             message: input.message,
             user: self.display_name.clone(),
         };
-        ws.group_send(&self.group, &event).await
+        ws.group_send(&self.group, &event).await?;
+        // History is best effort: a full or absent history worker must not cost the chat.
+        if let Err(err) = ws.send(HISTORY_CHANNEL, &remember).await {
+            tracing::warn!(room = %self.room, error = %err, "message not added to the history");
+        }
+        Ok(())
     }
 
     async fn event(&mut self, ws: &mut Websocket, event: Event<ChatEvent>) -> Result<()> {

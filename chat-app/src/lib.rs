@@ -6,5 +6,7 @@
 
 pub mod cli;
 pub mod consumers;
+pub mod history;
 pub mod routing;
+pub mod state;
 pub mod views;

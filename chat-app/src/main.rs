@@ -1,14 +1,17 @@
-//! `chat-app`: serve the group chat until Ctrl-C or SIGTERM.
+//! `chat-app`: serve the group chat until Ctrl-C or SIGTERM, or run its workers
+//! (`chat-app worker chat-history`, Channels' `runworker`).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use chat_app::cli::Cli;
+use chat_app::cli::{Cli, Command};
+use chat_app::history::{self, History};
 use chat_app::routing;
+use chat_app::state::AppState;
 use clap::Parser;
 use switchboard::layer::{InMemoryChannelLayer, RedisChannelLayer, RedisConfig, SharedLayer};
-use switchboard::server::Server;
+use switchboard::server::{Server, shutdown_signal};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -23,37 +26,70 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-
-    let layer: SharedLayer = if cli.layers.is_empty() {
-        Arc::new(InMemoryChannelLayer::new())
-    } else {
-        let config = RedisConfig::new(cli.layers.clone()).prefix(cli.layer_prefix.clone());
-        match RedisChannelLayer::connect(config).await {
-            Ok(layer) => Arc::new(layer),
-            Err(err) => {
-                eprintln!("chat-app: {err}");
-                return ExitCode::FAILURE;
-            }
-        }
-    };
-
-    let address = cli.address();
-    let server = match Server::bind(&address).await {
-        Ok(server) => server.channel_layer(layer),
-        Err(err) => {
-            eprintln!("chat-app: cannot listen on {address}: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match server.local_addr() {
-        Ok(addr) => println!("switchboard chat: open http://{addr}/ (Ctrl-C to stop)"),
-        Err(err) => eprintln!("chat-app: listening, address unknown: {err}"),
-    }
-    match server.serve(routing::application()).await {
+    match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("chat-app: {err}");
+        Err(message) => {
+            eprintln!("chat-app: {message}");
             ExitCode::FAILURE
         }
     }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let (layer, history): (SharedLayer, History) = match cli.layers.first() {
+        None => (Arc::new(InMemoryChannelLayer::new()), History::in_memory()),
+        Some(first) => {
+            let config = RedisConfig::new(cli.layers.clone()).prefix(cli.layer_prefix.clone());
+            let layer = RedisChannelLayer::connect(config)
+                .await
+                .map_err(|err| err.to_string())?;
+            // History lives on the first Redis server, whatever the sharding of channels.
+            let history = History::redis(first, &cli.layer_prefix)
+                .await
+                .map_err(|err| err.to_string())?;
+            (Arc::new(layer), history)
+        }
+    };
+    let state = AppState { history };
+
+    if let Some(Command::Worker { channels }) = &cli.command {
+        if cli.layers.is_empty() {
+            tracing::warn!(
+                "a worker process on the in-memory layer only hears itself: pass --layer redis://…"
+            );
+        }
+        let running = history::workers(state.history.clone())
+            .spawn(layer, Some(channels))
+            .await
+            .map_err(|err| err.to_string())?;
+        println!(
+            "chat-app worker: receiving on {} (Ctrl-C to stop)",
+            channels.join(", ")
+        );
+        shutdown_signal().await;
+        running.shutdown().await;
+        return Ok(());
+    }
+
+    let address = cli.address();
+    let server = Server::bind(&address)
+        .await
+        .map_err(|err| format!("cannot listen on {address}: {err}"))?
+        .channel_layer(Arc::clone(&layer));
+    let workers = if cli.no_workers {
+        None
+    } else {
+        let running = history::workers(state.history.clone())
+            .spawn(layer, None)
+            .await
+            .map_err(|err| err.to_string())?;
+        Some(running)
+    };
+    let addr = server.local_addr().map_err(|err| err.to_string())?;
+    println!("switchboard chat: open http://{addr}/ (Ctrl-C to stop)");
+    let served = server.serve(routing::application(state)).await;
+    if let Some(workers) = workers {
+        workers.shutdown().await;
+    }
+    served.map_err(|err| err.to_string())
 }

@@ -3,6 +3,7 @@
 use switchboard::prelude::*;
 
 use crate::consumers::ChatConsumer;
+use crate::state::AppState;
 use crate::views;
 
 /// Whether `name` is a room name: `[A-Za-z0-9_-]{1,64}`.
@@ -14,17 +15,19 @@ pub fn is_room_name(name: &str) -> bool {
 }
 
 /// WebSocket routes (Channels' `websocket_urlpatterns`).
-pub fn websocket_urlpatterns() -> URLRouter {
-    URLRouter::new()
-        .converter("room", is_room_name)
-        .route("/ws/chat/{room_name:room}/", ChatConsumer::as_app())
+pub fn websocket_urlpatterns(state: &AppState) -> URLRouter {
+    let history = state.history.clone();
+    URLRouter::new().converter("room", is_room_name).route(
+        "/ws/chat/{room_name:room}/",
+        ConsumerApp::new(move || ChatConsumer::new(history.clone())),
+    )
 }
 
 /// The whole application (Channels' `application` in `asgi.py`).
-pub fn application() -> ProtocolTypeRouter {
+pub fn application(state: AppState) -> ProtocolTypeRouter {
     ProtocolTypeRouter::new()
         .http(views::urlpatterns())
-        .websocket(websocket_urlpatterns())
+        .websocket(websocket_urlpatterns(&state))
 }
 
 #[cfg(test)]

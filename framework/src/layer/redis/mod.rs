@@ -500,6 +500,8 @@ async fn pump_queue(
         match client.brpop::<Option<(String, String)>, _>(&key, 1.0).await {
             Ok(Some((_, json))) => held = Some(Envelope::from_json(json)),
             Ok(None) => {}
+            // fred reports BRPOP's "nothing arrived" as a timeout error.
+            Err(err) if *err.kind() == fred::error::ErrorKind::Timeout => {}
             Err(err) => {
                 tracing::warn!(channel = %name, error = %err, "reading the worker queue failed; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;

@@ -1,0 +1,161 @@
+//! Room history: a late joiner sees the room's recent messages, in order, before live ones.
+
+mod support;
+
+use std::sync::Arc;
+
+use chat_app::history::{HISTORY_LIMIT, History};
+use chat_app::state::AppState;
+use serde_json::{Value, json};
+use support::redis::{redis_url, unique_prefix};
+use support::*;
+use switchboard::layer::{InMemoryChannelLayer, RedisChannelLayer, RedisConfig, SharedLayer};
+use switchboard::server::ServerConfig;
+use switchboard::worker::RunningWorkers;
+
+/// A chat-app process: the server and its history worker on one layer.
+struct Node {
+    server: TestServer,
+    history: History,
+    workers: RunningWorkers,
+}
+
+async fn node(layer: SharedLayer, history: History) -> Node {
+    let workers = chat_app::history::workers(history.clone())
+        .spawn(Arc::clone(&layer), None)
+        .await
+        .expect("workers");
+    let state = AppState {
+        history: history.clone(),
+    };
+    let server = TestServer::start_with_layer(
+        chat_app::routing::application(state),
+        ServerConfig::default(),
+        layer,
+    )
+    .await;
+    Node {
+        server,
+        history,
+        workers,
+    }
+}
+
+impl Node {
+    async fn stop(self) {
+        self.server.shutdown().await;
+        within("the workers to stop", self.workers.shutdown()).await;
+    }
+}
+
+fn room(name: &str) -> String {
+    format!("/ws/chat/{name}/")
+}
+
+async fn say(client: &mut Client, message: &str) {
+    send_json(client, &json!({ "message": message })).await;
+}
+
+/// Waits (bounded) until the worker has written `count` messages of `room`.
+async fn history_holds(history: &History, room: &str, count: usize) {
+    within("the history worker to catch up", async {
+        loop {
+            if history.recent(room).await.map(|r| r.len()).unwrap_or(0) >= count {
+                return;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+fn texts(history_event: &Value) -> Vec<String> {
+    assert_eq!(history_event["type"], "chat.history", "{history_event}");
+    history_event["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            assert_eq!(m["type"], "chat.message");
+            assert!(m["user"].is_string());
+            m["message"].as_str().expect("text").to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_late_joiner_gets_the_last_100_in_order_then_live_messages() {
+    let node = node(Arc::new(InMemoryChannelLayer::new()), History::in_memory()).await;
+    let mut early = node.server.connect(&room("hist")).await;
+    let total = HISTORY_LIMIT + 20;
+    for n in 0..total {
+        say(&mut early, &format!("m{n}")).await;
+        recv_json(&mut early).await;
+    }
+    history_holds(&node.history, "hist", HISTORY_LIMIT).await;
+
+    let mut late = node.server.connect(&room("hist")).await;
+    let expected: Vec<String> = (total - HISTORY_LIMIT..total)
+        .map(|n| format!("m{n}"))
+        .collect();
+    assert_eq!(texts(&recv_json(&mut late).await), expected);
+    say(&mut early, "live").await;
+    assert_eq!(recv_json(&mut late).await["message"], "live");
+
+    let mut elsewhere = node.server.connect(&room("quiet")).await;
+    assert_quiet(&mut elsewhere).await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn history_is_kept_per_room() {
+    let node = node(Arc::new(InMemoryChannelLayer::new()), History::in_memory()).await;
+    let mut red = node.server.connect(&room("red")).await;
+    let mut blue = node.server.connect(&room("blue")).await;
+    say(&mut red, "r1").await;
+    say(&mut blue, "b1").await;
+    history_holds(&node.history, "red", 1).await;
+    history_holds(&node.history, "blue", 1).await;
+    let mut late_red = node.server.connect(&room("red")).await;
+    assert_eq!(texts(&recv_json(&mut late_red).await), ["r1"]);
+    let mut late_blue = node.server.connect(&room("blue")).await;
+    assert_eq!(texts(&recv_json(&mut late_blue).await), ["b1"]);
+    node.stop().await;
+}
+
+async fn redis_node(url: &str, prefix: &str) -> Node {
+    let config = RedisConfig::new([url.to_owned()]).prefix(prefix);
+    let layer = RedisChannelLayer::connect(config).await.expect("connect");
+    let history = History::redis(url, prefix).await.expect("history");
+    node(Arc::new(layer), history).await
+}
+
+#[tokio::test]
+async fn with_redis_history_is_shared_between_processes_and_survives_restarts() {
+    let Some(url) = redis_url().await else { return };
+    let prefix = unique_prefix("history");
+    let one = redis_node(&url, &prefix).await;
+    let two = redis_node(&url, &prefix).await;
+    one.history.clear("shared").await.expect("clear");
+
+    let mut writer = one.server.connect(&room("shared")).await;
+    for n in 0..5 {
+        say(&mut writer, &format!("s{n}")).await;
+    }
+    history_holds(&two.history, "shared", 5).await;
+    let mut reader = two.server.connect(&room("shared")).await;
+    let expected: Vec<String> = (0..5).map(|n| format!("s{n}")).collect();
+    assert_eq!(texts(&recv_json(&mut reader).await), expected);
+
+    close(&mut writer).await;
+    close(&mut reader).await;
+    one.stop().await;
+    two.stop().await;
+
+    let again = redis_node(&url, &prefix).await;
+    let mut late = again.server.connect(&room("shared")).await;
+    assert_eq!(texts(&recv_json(&mut late).await), expected);
+    again.history.clear("shared").await.expect("clear");
+    again.stop().await;
+}
