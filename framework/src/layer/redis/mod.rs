@@ -206,6 +206,7 @@ impl RedisChannelLayer {
 
     async fn redis_publish(&self, channel: String, payload: String) -> Result<()> {
         let shard = self.shard(&channel);
+        shard.available()?;
         let publish = shard.publisher.publish::<i64, _, _>(channel, payload);
         match tokio::time::timeout(self.inner.command_timeout, publish).await {
             Ok(Ok(_receivers)) => Ok(()),
@@ -320,8 +321,11 @@ impl RedisChannelLayer {
     async fn queue_push(&self, name: &str, message: Arc<Envelope>) -> Result<()> {
         let key = self.queue_key(name);
         let shard = self.shard(&key);
-        if !shard.connected.load(Ordering::SeqCst) && self.inner.local.has_channel(name) {
-            return self.inner.local.send(name, message).await;
+        if !shard.connected.load(Ordering::SeqCst) {
+            if self.inner.local.has_channel(name) {
+                return self.inner.local.send(name, message).await;
+            }
+            shard.available()?;
         }
         let capacity = self.inner.layer_config.capacity;
         let expiry = i64::try_from(self.inner.layer_config.expiry.as_secs().max(1)).unwrap_or(60);
@@ -376,6 +380,21 @@ fn owner_process(channel: &str) -> Option<&str> {
         .strip_prefix("specific.")?
         .split_once('!')
         .map(|(process, _)| process)
+}
+
+impl Shard {
+    /// Fails at once while the server is known to be down, so callers do not each wait for a
+    /// command timeout during an outage.
+    fn available(&self) -> Result<()> {
+        if self.connected.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(Error::Layer(format!(
+                "Redis at {} is unreachable; reconnecting",
+                self.url
+            )))
+        }
+    }
 }
 
 async fn connect_shard(url: &str, config: &RedisConfig) -> Result<Shard> {
