@@ -1,6 +1,11 @@
 //! Command-line options (daphne's `-b`/`-p` included).
 
+use std::collections::HashMap;
+
 use clap::{Parser, Subcommand};
+use switchboard::middleware::AllowedOrigins;
+
+use crate::views::clean_username;
 
 /// Run the switchboard group chat.
 #[derive(Debug, Parser)]
@@ -45,7 +50,37 @@ pub struct Cli {
     /// RUST_LOG, when set, wins.
     #[arg(long, default_value = "info", global = true)]
     pub log_level: String,
+
+    /// Sites whose pages may open WebSockets and post the login form, comma-separated: `*`,
+    /// `example.com`, `.example.com` (with subdomains), `example.com:8000`,
+    /// `https://example.com`. Default: pages of the host the request was sent to.
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Refuse WebSockets and form posts without an Origin header. By default they are let in:
+    /// non-browser clients (websocat, scripts) send none, and browsers always send one.
+    #[arg(long)]
+    pub require_origin: bool,
+
+    /// Mark the session cookie Secure, so browsers send it over HTTPS only: use it whenever
+    /// the site is served over HTTPS, directly or behind a proxy.
+    #[arg(long)]
+    pub secure_cookies: bool,
+
+    /// API tokens for non-browser clients, USER:TOKEN (tokens of at least 16 characters),
+    /// repeated or comma-separated. Prefer the environment variable: other users of the machine
+    /// can read command lines.
+    #[arg(
+        long = "api-token",
+        env = "CHAT_API_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_tokens: Vec<String>,
 }
+
+/// Shortest API token accepted, in characters.
+pub const MIN_API_TOKEN_CHARS: usize = 16;
 
 /// What to run instead of the server.
 #[derive(Debug, Subcommand)]
@@ -69,6 +104,41 @@ impl Cli {
         let host = self.host.as_deref().unwrap_or(bind_host);
         let port = self.port.map_or(bind_port, |p| p.to_string());
         format!("{host}:{port}")
+    }
+
+    /// Who may open WebSockets and post forms: `--allowed-origins` (default: the requested
+    /// host), with or without an Origin header as `--require-origin` says.
+    pub fn origins(&self) -> Result<AllowedOrigins, String> {
+        let allowed = if self.allowed_origins.is_empty() {
+            AllowedOrigins::same_host()
+        } else {
+            AllowedOrigins::new(&self.allowed_origins)
+                .map_err(|err| format!("--allowed-origins: {err}"))?
+        };
+        Ok(allowed.allow_missing(!self.require_origin))
+    }
+
+    /// The `--api-token USER:TOKEN` pairs, as token → user name.
+    pub fn api_tokens(&self) -> Result<HashMap<String, String>, String> {
+        let mut tokens = HashMap::new();
+        for entry in &self.api_tokens {
+            // User names may hold ':', tokens may not: the last ':' separates them.
+            let Some((user, token)) = entry.rsplit_once(':') else {
+                return Err("--api-token: write USER:TOKEN".to_owned());
+            };
+            let user = clean_username(user)
+                .map_err(|reason| format!("--api-token: invalid user name: {reason}"))?;
+            if token.chars().count() < MIN_API_TOKEN_CHARS {
+                return Err(format!(
+                    "--api-token: the token for {user:?} is too short: use at least \
+                     {MIN_API_TOKEN_CHARS} random characters (e.g. `openssl rand -hex 16`)"
+                ));
+            }
+            if tokens.insert(token.to_owned(), user.to_owned()).is_some() {
+                return Err(format!("--api-token: a token is given twice ({user:?})"));
+            }
+        }
+        Ok(tokens)
     }
 }
 
@@ -104,6 +174,40 @@ mod tests {
         }
         assert_eq!(cli.layers, ["redis://a:1"]);
         assert!(parse(&[]).command.is_none());
+    }
+
+    #[test]
+    fn origins_default_to_the_requested_host_and_missing_ones_are_a_choice() {
+        let default = parse(&[]).origins().unwrap();
+        assert!(default.allows_origin(None, Some("a:1")));
+        assert!(default.allows_origin(Some("http://a:1"), Some("a:1")));
+        assert!(!default.allows_origin(Some("http://b:1"), Some("a:1")));
+        let strict = parse(&["--require-origin"]).origins().unwrap();
+        assert!(!strict.allows_origin(None, Some("a:1")));
+        let listed = parse(&["--allowed-origins", "https://chat.example,.example.org"])
+            .origins()
+            .unwrap();
+        assert!(listed.allows_origin(Some("https://chat.example"), Some("a:1")));
+        assert!(listed.allows_origin(Some("http://x.example.org"), None));
+        assert!(!listed.allows_origin(Some("http://a:1"), Some("a:1")));
+        assert!(parse(&["--allowed-origins", "bad host"]).origins().is_err());
+    }
+
+    #[test]
+    fn api_tokens_are_user_colon_token() {
+        let tokens = parse(&["--api-token", "ann:0123456789abcdef,a:b:fedcba9876543210"])
+            .api_tokens()
+            .unwrap();
+        assert_eq!(tokens["0123456789abcdef"], "ann");
+        assert_eq!(tokens["fedcba9876543210"], "a:b");
+        for bad in [
+            "no-colon-0123456789",
+            "ann:short",
+            ":0123456789abcdef",
+            "ann:0123456789abcdef,bob:0123456789abcdef",
+        ] {
+            assert!(parse(&["--api-token", bad]).api_tokens().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use chat_app::cli::{Cli, Command};
 use chat_app::history::{self, History};
-use chat_app::routing;
+use chat_app::routing::{self, Security};
 use chat_app::state::AppState;
 use clap::Parser;
 use switchboard::layer::{InMemoryChannelLayer, RedisChannelLayer, RedisConfig, SharedLayer};
+use switchboard::middleware::{RedisSessionStore, SessionConfig, SessionKey};
 use switchboard::server::{Server, shutdown_signal};
 use tracing_subscriber::EnvFilter;
 
@@ -71,6 +72,12 @@ async fn run(cli: Cli) -> Result<(), String> {
         return Ok(());
     }
 
+    // Flags first, so a typo is reported before anything connects.
+    let security = Security {
+        origins: cli.origins()?,
+        api_tokens: cli.api_tokens()?,
+        sessions: sessions(&cli).await?,
+    };
     let address = cli.address();
     let server = Server::bind(&address)
         .await
@@ -87,9 +94,43 @@ async fn run(cli: Cli) -> Result<(), String> {
     };
     let addr = server.local_addr().map_err(|err| err.to_string())?;
     println!("switchboard chat: open http://{addr}/ (Ctrl-C to stop)");
-    let served = server.serve(routing::application(state)).await;
+    let served = server
+        .serve(routing::application_with_security(state, security))
+        .await;
     if let Some(workers) = workers {
         workers.shutdown().await;
     }
     served.map_err(|err| err.to_string())
+}
+
+/// Sessions signed with `SESSION_SECRET` (or a random key, with a warning), kept in Redis with
+/// `--layer` (on the first server, like room history) so every process reads them, else in
+/// memory.
+async fn sessions(cli: &Cli) -> Result<SessionConfig, String> {
+    let key = match std::env::var("SESSION_SECRET") {
+        Ok(secret) => {
+            SessionKey::from_secret(secret).map_err(|err| format!("SESSION_SECRET: {err}"))?
+        }
+        Err(std::env::VarError::NotPresent) => {
+            tracing::warn!(
+                "SESSION_SECRET is not set: using a random key, so logins will not survive a \
+                 restart{}",
+                if cli.layers.is_empty() {
+                    ""
+                } else {
+                    " and other processes will not accept them"
+                }
+            );
+            SessionKey::generate()
+        }
+        Err(err) => return Err(format!("SESSION_SECRET: {err}")),
+    };
+    let sessions = SessionConfig::new(key).secure(cli.secure_cookies);
+    match cli.layers.first() {
+        None => Ok(sessions),
+        Some(first) => RedisSessionStore::connect(first, &cli.layer_prefix)
+            .await
+            .map(|store| sessions.store(store))
+            .map_err(|err| err.to_string()),
+    }
 }

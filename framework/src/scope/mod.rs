@@ -2,10 +2,12 @@
 //!
 //! A [`Scope`] is built once per request by the server (or a testing communicator) and then
 //! travels down the application tree by value: routers add [`UrlRoute`] kwargs, middleware fill in
-//! [`Scope::user`] or [`Scope::extensions`], and the consumer reads it through its handle.
+//! [`Scope::session`], [`Scope::user`] or [`Scope::extensions`], and the consumer reads it
+//! through its handle.
 
 mod build;
 mod query;
+mod session;
 mod url_route;
 mod user;
 
@@ -14,7 +16,9 @@ use std::net::SocketAddr;
 use cookie::CookieJar;
 use http::{Extensions, HeaderMap, Method};
 
+pub(crate) use build::parse_cookies;
 pub use query::QueryParams;
+pub use session::{Session, SessionData};
 pub use url_route::UrlRoute;
 pub use user::User;
 
@@ -65,6 +69,10 @@ pub struct Scope {
     pub url_route: UrlRoute,
     /// Cookies from the `Cookie` header (malformed pairs are skipped).
     pub cookies: CookieJar,
+    /// The session; `None` unless [`SessionMiddleware`](crate::middleware::SessionMiddleware)
+    /// (or `AuthMiddlewareStack`) runs, which always sets one, new and empty for a visitor
+    /// without a valid session cookie.
+    pub session: Option<Session>,
     /// The user; [`User::Anonymous`] until authentication middleware sets it.
     pub user: User,
     /// Typed slots for middleware-specific data.
@@ -103,6 +111,7 @@ impl Scope {
             subprotocols: Vec::new(),
             url_route: UrlRoute::default(),
             cookies: CookieJar::new(),
+            session: None,
             user: User::Anonymous,
             extensions: Extensions::new(),
             path_remaining: None,

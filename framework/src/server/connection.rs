@@ -78,7 +78,9 @@ async fn respond<A: Application>(
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let websocket = handshake::wants_websocket(request.headers());
-    let response = if websocket {
+    let response = if cookie_bytes(request.headers()) > MAX_COOKIE_BYTES {
+        plain_response(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+    } else if websocket {
         respond_websocket(&shared, request, peer, local).await
     } else {
         respond_http(&shared, request, peer, local).await
@@ -93,6 +95,18 @@ async fn respond<A: Application>(
         client = %peer,
     );
     response.map(Full::new)
+}
+
+/// Largest total size of a request's `Cookie` headers (browsers keep about 4 KiB per cookie);
+/// larger is refused with 431 before anything parses them.
+const MAX_COOKIE_BYTES: usize = 8 << 10;
+
+fn cookie_bytes(headers: &http::HeaderMap) -> usize {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .map(|value| value.len())
+        .sum()
 }
 
 fn scope_for(
