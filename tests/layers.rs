@@ -304,6 +304,33 @@ async fn a_worker_in_one_process_gets_each_message_sent_by_another_once() {
 }
 
 #[tokio::test]
+async fn a_group_send_right_after_a_remote_join_is_not_lost() {
+    let Some(url) = redis_url().await else { return };
+    let prefix = unique_prefix("join-race");
+    let connect = || async {
+        RedisChannelLayer::connect(RedisConfig::new([url.clone()]).prefix(prefix.clone()))
+            .await
+            .expect("connect")
+    };
+    let (sender, joiner) = (connect().await, connect().await);
+    // group_add returns only once Redis has the subscription: no warm-up, no retry.
+    for round in 0..50u32 {
+        let group = format!("race_{round}");
+        let mut member = joiner.new_channel().await.expect("channel");
+        joiner.group_add(&group, member.name()).await.expect("add");
+        sender
+            .group_send(&group, message(round))
+            .await
+            .expect("send");
+        assert_eq!(next_n(&mut member).await, u64::from(round));
+        joiner
+            .group_discard(&group, member.name())
+            .await
+            .expect("discard");
+    }
+}
+
+#[tokio::test]
 async fn redis_layer_refuses_to_start_without_redis() {
     // Port 1 on loopback: nothing listens there.
     let mut config = RedisConfig::new(["redis://127.0.0.1:1"]);

@@ -13,7 +13,9 @@
 //! | `WebsocketConsumer`, `JsonWebsocketConsumer` | [`WebsocketConsumer`](consumer::WebsocketConsumer), [`JsonWebsocketConsumer`](consumer::JsonWebsocketConsumer) |
 //! | `as_asgi()` | [`as_app()`](consumer::WebsocketConsumer::as_app) |
 //! | channel layer, groups | [`ChannelLayer`](layer::ChannelLayer), [`InMemoryChannelLayer`](layer::InMemoryChannelLayer) |
+//! | `AuthMiddlewareStack`, `SessionMiddleware`, `AllowedHostsOriginValidator` | the same names in [`middleware`] |
 //! | daphne | [`Server`](server::Server) |
+//! | `WebsocketCommunicator`, `HttpCommunicator`, `ApplicationCommunicator` | the same names in [`testing`] |
 //!
 //! ## A room chat in one file
 //!
@@ -65,14 +67,18 @@ pub mod application;
 pub mod consumer;
 mod error;
 pub mod layer;
+pub mod middleware;
 pub mod routing;
 pub mod scope;
 pub mod server;
+pub mod testing;
 pub mod worker;
 
 pub use application::{Application, Connection};
 pub use consumer::response;
 pub use error::{Error, Result};
+/// The `http` crate whose types (`Response`, `HeaderMap`, `StatusCode`, …) appear in this API.
+pub use http;
 pub use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// Everything an application author usually needs, in one import.
@@ -83,8 +89,13 @@ pub mod prelude {
         Websocket, WebsocketConsumer, handler, response,
     };
     pub use crate::layer::{ChannelLayer, Event, InMemoryChannelLayer, LayerStatus, SharedLayer};
+    pub use crate::middleware::{
+        AllowedHostsOriginValidator, AllowedOrigins, AuthBackend, AuthMiddlewareStack,
+        CookieMiddleware, OriginValidator, SessionConfig, SessionKey, SessionMiddleware, login,
+        logout,
+    };
     pub use crate::routing::{ProtocolTypeRouter, URLRouter};
-    pub use crate::scope::{Scope, User};
+    pub use crate::scope::{Scope, Session, User};
     pub use crate::server::{Server, ServerConfig};
     pub use crate::{Error, Result};
     pub use http::StatusCode;
@@ -102,3 +113,7 @@ mod concepts {}
 #[cfg(all(doctest, feature = "redis"))]
 #[doc = include_str!("../../docs/scaling.md")]
 mod scaling {}
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/security.md")]
+mod security {}

@@ -174,3 +174,117 @@ impl<T: JsonWebsocketConsumer> WebsocketConsumer for T {
         JsonWebsocketConsumer::disconnect(self, ws, code).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::consumer::NoEvent;
+    use crate::testing::WebsocketCommunicator;
+
+    #[derive(Deserialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    enum Command {
+        Say { text: String },
+    }
+
+    #[derive(Default)]
+    struct Parrot;
+
+    impl JsonWebsocketConsumer for Parrot {
+        type Incoming = Command;
+        type Event = NoEvent;
+
+        async fn receive_json(&mut self, ws: &mut Websocket, content: Command) -> Result<()> {
+            let Command::Say { text } = content;
+            ws.send_json(&json!({"said": text})).await
+        }
+    }
+
+    #[tokio::test]
+    async fn decode_errors_answer_the_client_and_keep_the_connection_open() {
+        let mut ws = WebsocketCommunicator::new(Parrot::as_app(), "/");
+        ws.connect().await.unwrap();
+
+        ws.send_text("not json").await.unwrap();
+        let answer: Value = ws.receive_json().await.unwrap();
+        assert_eq!(answer["type"], "error");
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.starts_with("not valid JSON: "), "{error}");
+
+        ws.send_json(&json!({"type": "shout", "text": "hi"}))
+            .await
+            .unwrap();
+        let answer: Value = ws.receive_json().await.unwrap();
+        let error = answer["error"].as_str().unwrap();
+        assert!(
+            error.starts_with("unexpected JSON: unknown variant `shout`"),
+            "{error}"
+        );
+
+        ws.send_json(&json!({"type": "say"})).await.unwrap();
+        let answer: Value = ws.receive_json().await.unwrap();
+        let error = answer["error"].as_str().unwrap();
+        assert!(
+            error.starts_with("unexpected JSON: missing field `text`"),
+            "{error}"
+        );
+
+        ws.send_bytes(br#"{"type": "say", "text": "hi"}"#)
+            .await
+            .unwrap();
+        assert_eq!(
+            ws.receive_json::<Value>().await.unwrap(),
+            json!({"type": "error", "error": "binary frames are not accepted: send JSON as a text frame"})
+        );
+
+        ws.send_json(&json!({"type": "say", "text": "still here"}))
+            .await
+            .unwrap();
+        assert_eq!(
+            ws.receive_json::<Value>().await.unwrap(),
+            json!({"said": "still here"})
+        );
+    }
+
+    /// Closes on anything that does not decode.
+    #[derive(Default)]
+    struct Picky;
+
+    impl JsonWebsocketConsumer for Picky {
+        type Incoming = Command;
+        type Event = NoEvent;
+
+        async fn receive_json(&mut self, _ws: &mut Websocket, _content: Command) -> Result<()> {
+            Ok(())
+        }
+
+        async fn receive_invalid(&mut self, ws: &mut Websocket, error: DecodeError) -> Result<()> {
+            let code = match error {
+                DecodeError::Binary => CloseCode::Unsupported,
+                DecodeError::NotJson(_) | DecodeError::Shape(_) => CloseCode::Invalid,
+            };
+            ws.close(code, &error.to_string()).await
+        }
+    }
+
+    #[tokio::test]
+    async fn receive_invalid_can_close_instead() {
+        let mut ws = WebsocketCommunicator::new(Picky::as_app(), "/");
+        ws.connect().await.unwrap();
+        ws.send_text("[1, 2]").await.unwrap();
+        let close = ws.receive_close().await.unwrap();
+        assert_eq!(close.code, CloseCode::Invalid);
+        assert!(close.reason.starts_with("unexpected JSON: "), "{close:?}");
+
+        let mut ws = WebsocketCommunicator::new(Picky::as_app(), "/");
+        ws.connect().await.unwrap();
+        ws.send_bytes([0xff]).await.unwrap();
+        assert_eq!(
+            ws.receive_close().await.unwrap().code,
+            CloseCode::Unsupported
+        );
+    }
+}

@@ -334,3 +334,154 @@ async fn leave_groups(ws: &mut Websocket) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use serde::Deserialize;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::consumer::ConsumerApp;
+    use crate::layer::{ChannelLayer, InMemoryChannelLayer};
+    use crate::testing::{Handshake, WebsocketCommunicator};
+
+    #[derive(Deserialize)]
+    #[serde(tag = "type")]
+    enum Ping {
+        #[serde(rename = "test.ping")]
+        Ping { n: u32 },
+    }
+
+    /// Tells the client its channel name, answers pings from the layer, and does in `connect`
+    /// what the query string says; records the code its `disconnect` gets.
+    struct Probe {
+        codes: Arc<Mutex<Vec<u16>>>,
+    }
+
+    impl WebsocketConsumer for Probe {
+        type Event = Ping;
+
+        fn groups(&self) -> Vec<String> {
+            vec!["probes".to_owned()]
+        }
+
+        async fn connect(&mut self, ws: &mut Websocket) -> Result<()> {
+            match ws.scope().query_string.as_str() {
+                "do=nothing" => return Ok(()),
+                "do=fail" => return Err(Error::custom("connect failed")),
+                _ => {}
+            }
+            ws.accept().await?;
+            let name = ws.channel_name().to_owned();
+            ws.send_text(name).await?;
+            match ws.scope().query_string.as_str() {
+                "do=fail-after-accept" => Err(Error::custom("failed after accept")),
+                "do=close" => ws.close(CloseCode::from(4001), "go away").await,
+                _ => Ok(()),
+            }
+        }
+
+        async fn event(&mut self, ws: &mut Websocket, event: Event<Ping>) -> Result<()> {
+            let Ping::Ping { n } = &*event;
+            ws.send_json(&json!({ "pong": n })).await
+        }
+
+        async fn disconnect(&mut self, _ws: &mut Websocket, code: CloseCode) -> Result<()> {
+            self.codes.lock().unwrap().push(code.into());
+            Ok(())
+        }
+    }
+
+    fn probe() -> (ConsumerApp<Probe>, Arc<Mutex<Vec<u16>>>) {
+        let codes = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&codes);
+        let app = ConsumerApp::new(move || Probe {
+            codes: Arc::clone(&log),
+        });
+        (app, codes)
+    }
+
+    #[tokio::test]
+    async fn events_it_does_not_handle_are_dropped_and_it_carries_on() {
+        let layer = Arc::new(InMemoryChannelLayer::new());
+        let (app, _) = probe();
+        let mut ws = WebsocketCommunicator::new(app, "/").channel_layer(layer.clone());
+        ws.connect().await.unwrap();
+        let channel = ws.receive_text().await.unwrap();
+
+        let unknown = Envelope::encode(&json!({"type": "test.unknown"})).unwrap();
+        layer.send(&channel, unknown).await.unwrap();
+        layer
+            .send(&channel, Envelope::from_json("not even json"))
+            .await
+            .unwrap();
+        let wrong_shape = Envelope::encode(&json!({"type": "test.ping", "n": "two"})).unwrap();
+        layer.group_send("probes", wrong_shape).await.unwrap();
+        let ping = Envelope::encode(&json!({"type": "test.ping", "n": 2})).unwrap();
+        layer.group_send("probes", ping).await.unwrap();
+
+        assert_eq!(
+            ws.receive_json::<Value>().await.unwrap(),
+            json!({"pong": 2})
+        );
+        assert!(ws.receive_nothing().await);
+    }
+
+    #[tokio::test]
+    async fn groups_are_joined_before_connect_and_left_after_disconnect() {
+        let layer = Arc::new(InMemoryChannelLayer::new());
+        let (app, codes) = probe();
+        let mut ws = WebsocketCommunicator::new(app.clone(), "/").channel_layer(layer.clone());
+        ws.connect().await.unwrap();
+        let channel = ws.receive_text().await.unwrap();
+        assert!(layer.is_member("probes", &channel));
+        ws.disconnect(CloseCode::Away).await.unwrap();
+        assert_eq!(layer.group_size("probes"), 0);
+        assert_eq!(*codes.lock().unwrap(), [1001]);
+
+        // Refused connections leave their groups too.
+        let mut ws = WebsocketCommunicator::new(app, "/?do=nothing").channel_layer(layer.clone());
+        ws.connect().await.unwrap();
+        ws.disconnect(CloseCode::Normal).await.unwrap();
+        assert_eq!(layer.group_size("probes"), 0);
+    }
+
+    #[tokio::test]
+    async fn what_connect_does_decides_the_handshake() {
+        let (app, codes) = probe();
+        let app = Arc::new(app);
+        for (query, status) in [
+            ("do=nothing", StatusCode::FORBIDDEN),
+            ("do=fail", StatusCode::INTERNAL_SERVER_ERROR),
+        ] {
+            let mut ws = WebsocketCommunicator::new(app.clone(), &format!("/?{query}"));
+            assert_eq!(ws.connect().await.unwrap(), Handshake::Denied { status });
+            ws.disconnect(CloseCode::Normal).await.unwrap();
+        }
+        // disconnect() runs once even for a refused handshake, with 1006.
+        assert_eq!(*codes.lock().unwrap(), [1006, 1006]);
+
+        let mut ws = WebsocketCommunicator::new(app.clone(), "/?do=fail-after-accept");
+        assert!(ws.connect().await.unwrap().is_accepted());
+        ws.receive_text().await.unwrap();
+        let close = ws.receive_close().await.unwrap();
+        assert_eq!(
+            (close.code, close.reason.as_str()),
+            (CloseCode::Error, "internal error")
+        );
+        ws.disconnect(CloseCode::Normal).await.unwrap();
+
+        let mut ws = WebsocketCommunicator::new(app, "/?do=close");
+        assert!(ws.connect().await.unwrap().is_accepted());
+        ws.receive_text().await.unwrap();
+        let close = ws.receive_close().await.unwrap();
+        assert_eq!(
+            (u16::from(close.code), close.reason.as_str()),
+            (4001, "go away")
+        );
+        ws.disconnect(CloseCode::Normal).await.unwrap();
+        assert_eq!(*codes.lock().unwrap(), [1006, 1006, 1011, 4001]);
+    }
+}

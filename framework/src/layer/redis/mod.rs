@@ -190,7 +190,17 @@ impl RedisChannelLayer {
     }
 
     async fn redis_subscribe(&self, shard: &Shard, channel: &str) -> Result<()> {
-        let subscribe = shard.subscriber.subscribe(channel.to_owned());
+        // fred reports SUBSCRIBE done once written, not once Redis has it; a PING on the same
+        // connection is answered after the SUBSCRIBE, so its answer means the group is live
+        // and a PUBLISH from another process cannot slip past the joiner.
+        let subscribe = async {
+            shard.subscriber.subscribe(channel.to_owned()).await?;
+            shard
+                .subscriber
+                .ping::<fred::types::Value>(None)
+                .await
+                .map(|_| ())
+        };
         match tokio::time::timeout(self.inner.command_timeout, subscribe).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(Error::Layer(format!(
