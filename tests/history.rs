@@ -5,48 +5,11 @@ mod support;
 use std::sync::Arc;
 
 use chat_app::history::{HISTORY_LIMIT, History};
-use chat_app::state::AppState;
 use serde_json::{Value, json};
+use support::chat::ChatNode;
 use support::redis::{redis_url, unique_prefix};
 use support::*;
-use switchboard::layer::{InMemoryChannelLayer, RedisChannelLayer, RedisConfig, SharedLayer};
-use switchboard::server::ServerConfig;
-use switchboard::worker::RunningWorkers;
-
-/// A chat-app process: the server and its history worker on one layer.
-struct Node {
-    server: TestServer,
-    history: History,
-    workers: RunningWorkers,
-}
-
-async fn node(layer: SharedLayer, history: History) -> Node {
-    let workers = chat_app::history::workers(history.clone())
-        .spawn(Arc::clone(&layer), None)
-        .await
-        .expect("workers");
-    let state = AppState {
-        history: history.clone(),
-    };
-    let server = TestServer::start_with_layer(
-        chat_app::routing::application(state),
-        ServerConfig::default(),
-        layer,
-    )
-    .await;
-    Node {
-        server,
-        history,
-        workers,
-    }
-}
-
-impl Node {
-    async fn stop(self) {
-        self.server.shutdown().await;
-        within("the workers to stop", self.workers.shutdown()).await;
-    }
-}
+use switchboard::layer::InMemoryChannelLayer;
 
 fn room(name: &str) -> String {
     format!("/ws/chat/{name}/")
@@ -86,7 +49,7 @@ fn texts(history_event: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn a_late_joiner_gets_the_last_100_in_order_then_live_messages() {
-    let node = node(Arc::new(InMemoryChannelLayer::new()), History::in_memory()).await;
+    let node = ChatNode::start(Arc::new(InMemoryChannelLayer::new()), History::in_memory()).await;
     let mut early = node.server.connect(&room("hist")).await;
     let total = HISTORY_LIMIT + 20;
     for n in 0..total {
@@ -110,7 +73,7 @@ async fn a_late_joiner_gets_the_last_100_in_order_then_live_messages() {
 
 #[tokio::test]
 async fn history_is_kept_per_room() {
-    let node = node(Arc::new(InMemoryChannelLayer::new()), History::in_memory()).await;
+    let node = ChatNode::start(Arc::new(InMemoryChannelLayer::new()), History::in_memory()).await;
     let mut red = node.server.connect(&room("red")).await;
     let mut blue = node.server.connect(&room("blue")).await;
     say(&mut red, "r1").await;
@@ -124,11 +87,8 @@ async fn history_is_kept_per_room() {
     node.stop().await;
 }
 
-async fn redis_node(url: &str, prefix: &str) -> Node {
-    let config = RedisConfig::new([url.to_owned()]).prefix(prefix);
-    let layer = RedisChannelLayer::connect(config).await.expect("connect");
-    let history = History::redis(url, prefix).await.expect("history");
-    node(Arc::new(layer), history).await
+async fn redis_node(url: &str, prefix: &str) -> ChatNode {
+    ChatNode::redis(&[url.to_owned()], prefix).await
 }
 
 #[tokio::test]

@@ -2,56 +2,13 @@
 
 mod support;
 
-use std::sync::Arc;
-
-use chat_app::history::History;
-use chat_app::state::AppState;
 use serde_json::{Value, json};
+use support::chat::ChatNode;
 use support::redis::{RedisProcess, redis_url, unique_prefix};
 use support::*;
-use switchboard::layer::{RedisChannelLayer, RedisConfig, SharedLayer};
-use switchboard::server::ServerConfig;
-use switchboard::worker::RunningWorkers;
 
-/// A chat-app process on Redis at `urls` under `prefix`: the server and its history worker.
-struct Node {
-    server: TestServer,
-    _workers: RunningWorkers,
-}
-
-impl std::ops::Deref for Node {
-    type Target = TestServer;
-
-    fn deref(&self) -> &TestServer {
-        &self.server
-    }
-}
-
-async fn chat_server(urls: &[String], prefix: &str) -> Node {
-    let config = RedisConfig::new(urls.to_vec()).prefix(prefix);
-    let layer: SharedLayer = Arc::new(
-        RedisChannelLayer::connect(config)
-            .await
-            .expect("connect to Redis"),
-    );
-    let history = History::redis(&urls[0], prefix)
-        .await
-        .expect("history store");
-    let state = AppState { history };
-    let workers = chat_app::history::workers(state.history.clone())
-        .spawn(Arc::clone(&layer), None)
-        .await
-        .expect("workers");
-    let server = TestServer::start_with_layer(
-        chat_app::routing::application(state),
-        ServerConfig::default(),
-        layer,
-    )
-    .await;
-    Node {
-        server,
-        _workers: workers,
-    }
+async fn chat_server(urls: &[String], prefix: &str) -> ChatNode {
+    ChatNode::redis(urls, prefix).await
 }
 
 fn room(name: &str) -> String {

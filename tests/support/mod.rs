@@ -2,6 +2,7 @@
 //! tokio-tungstenite clients, and a timeout on every network await.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod chat;
 pub mod redis;
 
 use std::future::Future;
