@@ -103,6 +103,10 @@ pub mod prelude {
 }
 
 #[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme {}
+
+#[cfg(doctest)]
 #[doc = include_str!("../../docs/tutorial.md")]
 mod tutorial {}
 
@@ -117,3 +121,15 @@ mod scaling {}
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/security.md")]
 mod security {}
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/testing.md")]
+mod testing_guide {}
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/workers.md")]
+mod workers_guide {}
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/migrating.md")]
+mod migrating {}
