@@ -1,0 +1,312 @@
+#!/usr/bin/env bash
+# switchboard's benchmark: the chat-app against a minimal hand-written tokio-tungstenite server
+# (bench/src/bin/reference.rs), side by side in one run, on loopback only.
+#
+#   bash bench/run.sh              # full run (3 repeats, ~20 min on 2 cores)
+#   QUICK=1 bash bench/run.sh      # sanity run: short phases, 1 repeat, small idle counts (~5 min)
+#
+# Knobs (environment): REPEATS, SCENARIOS ("fanout-10x10 fanout-1x1000 idle redis"),
+# IDLE_BASE (10000), IDLE_MAX (19000), BUDGET (maxrate seconds per search), DURATION, WARMUP,
+# GRACE (seconds of one measured phase), FIXED_DURATION, CHAT_LOG_LEVEL (warn), OUT (results
+# directory), REDIS_SERVER (redis-server binary; the Redis scenario starts its own on a free port),
+# LOG_CAP (bytes of each server's log kept, 20 MB).
+#
+# Every server it starts is pinned to CPU 0 and the load generator to CPU 1 (when there are two
+# or more), stopped by its pid after each run, and killed on exit whatever happens.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+QUICK=${QUICK:-0}
+if [[ "$QUICK" == 1 ]]; then
+    REPEATS=${REPEATS:-1}
+    IDLE_BASE=${IDLE_BASE:-2000}
+    IDLE_MAX=${IDLE_MAX:-4000}
+    BUDGET=${BUDGET:-25}
+    WARMUP=${WARMUP:-0.5}
+    DURATION=${DURATION:-2}
+    GRACE=${GRACE:-1}
+    FIXED_DURATION=${FIXED_DURATION:-3}
+else
+    REPEATS=${REPEATS:-3}
+    IDLE_BASE=${IDLE_BASE:-10000}
+    IDLE_MAX=${IDLE_MAX:-19000}
+    BUDGET=${BUDGET:-60}
+    WARMUP=${WARMUP:-1}
+    DURATION=${DURATION:-3}
+    GRACE=${GRACE:-1.5}
+    FIXED_DURATION=${FIXED_DURATION:-8}
+fi
+SCENARIOS=${SCENARIOS:-"fanout-10x10 fanout-1x1000 idle redis"}
+CHAT_LOG_LEVEL=${CHAT_LOG_LEVEL:-warn}
+LOG_CAP=${LOG_CAP:-20000000}
+REDIS_SERVER=${REDIS_SERVER:-redis-server}
+MODE=full
+if [[ "$QUICK" == 1 ]]; then
+    MODE=quick
+fi
+OUT=${OUT:-target/bench/$(date +%Y%m%d-%H%M%S)-$MODE}
+# No single load generator invocation may outlive this (seconds).
+DEADLINE=${DEADLINE:-600}
+
+mkdir -p "$OUT/logs"
+OUT=$(cd "$OUT" && pwd)
+BIN=$(pwd)/target/release
+
+if (( $(nproc) >= 2 )); then
+    PIN_SERVER=(taskset -c 0)
+    PIN_LOAD=(taskset -c 1)
+else
+    PIN_SERVER=()
+    PIN_LOAD=()
+fi
+# Both the servers and the load generator need one descriptor per connection.
+ulimit -Sn "$(ulimit -Hn)"
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# ---------------------------------------------------------------------------------------------
+# Processes this script started, stopped by pid only.
+STARTED=()
+SERVERS_STARTED=0
+
+stop_pid() {
+    local pid=$1 waited=0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    # The chat-app drains gracefully (up to its 10 s shutdown timeout).
+    while kill -0 "$pid" 2>/dev/null && (( waited < 150 )); do
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "pid $pid did not stop in 15 s: killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local pid
+    for pid in "${STARTED[@]}"; do
+        stop_pid "$pid"
+    done
+    STARTED=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+forget() {
+    local pid=$1 kept=() p
+    for p in "${STARTED[@]}"; do
+        [[ "$p" == "$pid" ]] || kept+=("$p")
+    done
+    STARTED=("${kept[@]}")
+}
+
+# start_server NAME CMD... : starts a server that prints its http://127.0.0.1:PORT/ on stdout;
+# sets SERVER_PID and SERVER_URL (ws://127.0.0.1:PORT).
+start_server() {
+    SERVERS_STARTED=$((SERVERS_STARTED + 1))
+    local name="$1-$SERVERS_STARTED"
+    shift
+    local stdout="$OUT/logs/$name.out" stderr="$OUT/logs/$name.err" waited=0 addr=""
+    # Created here, before the server starts, so nothing stale can be read back.
+    : >"$stdout"
+    # Under overload the chat-app logs a line per dropped delivery (gigabytes in a minute), so
+    # only the first LOG_CAP bytes of a server's log are kept; later lines are still formatted
+    # and written (and cost the server what they cost); the reader, on the server's CPU like a
+    # log collector would be, discards them.
+    "${PIN_SERVER[@]}" "$@" >"$stdout" \
+        2> >("${PIN_SERVER[@]}" sh -c 'head -c "$1" >"$2"; exec cat >/dev/null' sh "$LOG_CAP" "$stderr") &
+    SERVER_PID=$!
+    STARTED+=("$SERVER_PID")
+    while (( waited < 200 )); do
+        addr=$(grep -o '127\.0\.0\.1:[0-9]*' "$stdout" 2>/dev/null | head -1 || true)
+        [[ -n "$addr" ]] && break
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            log "$name exited at start-up:"
+            tail -5 "$stderr" >&2 || true
+            return 1
+        fi
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    if [[ -z "$addr" ]]; then
+        log "$name did not print its address within 20 s"
+        return 1
+    fi
+    SERVER_URL="ws://$addr"
+}
+
+stop_server() {
+    stop_pid "$1"
+    forget "$1"
+}
+
+free_port() {
+    local port
+    for _ in $(seq 1 50); do
+        port=$((20000 + RANDOM % 20000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# run_load SCENARIO ROLE SERVER REPEAT LOADGEN-ARGS... : one load generator run, stored as
+# $OUT/SCENARIO__ROLE__SERVER__REPEAT.json, its table shown and kept in logs/.
+run_load() {
+    local scenario=$1 role=$2 server=$3 rep=$4
+    shift 4
+    local stem="${scenario}__${role}__${server}__${rep}" rc=0
+    log "$scenario: $server (repeat $rep)"
+    "${PIN_LOAD[@]}" "$BIN/loadgen" --json --deadline "$DEADLINE" "$@" \
+        >"$OUT/$stem.json" 2> >(tee "$OUT/logs/$stem.txt" >&2) || rc=$?
+    if (( rc != 0 )); then
+        log "$scenario: loadgen exited with $rc against $server (see logs/$stem.txt)"
+        [[ -s "$OUT/$stem.json" ]] || rm -f "$OUT/$stem.json"
+    fi
+}
+
+# The two servers under comparison: "chat-app" (candidate) and "reference" (baseline).
+start_named() {
+    case $1 in
+        chat-app) start_server "chat-app" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" ;;
+        reference) start_server "reference" "$BIN/reference" --bind 127.0.0.1:0 ;;
+    esac
+}
+role_of() { [[ $1 == chat-app ]] && echo cand || echo base; }
+
+# ---------------------------------------------------------------------------------------------
+fanout_scenario() {
+    local rooms=$1 members=$2 start=$3
+    local name="fanout-${rooms}x${members}" rep server
+    local shape=(--rooms "$rooms" --members "$members" --senders 1
+        --warmup "$WARMUP" --duration "$DURATION" --grace "$GRACE")
+    for rep in $(seq 1 "$REPEATS"); do
+        for server in chat-app reference; do
+            start_named "$server"
+            run_load "$name-max" "$(role_of "$server")" "$server" "$rep" maxrate \
+                --url "$SERVER_URL" --server-pid "$SERVER_PID" "${shape[@]}" \
+                --room-prefix "r$rep" --start "$start" --budget "$BUDGET"
+            stop_server "$SERVER_PID"
+        done
+    done
+
+    # CPU per delivery and latency at a load both sustain: half the reference's max rate.
+    local refs=("$OUT/$name-max__base__reference__"*.json) rate
+    rate=$("$BIN/loadgen" median --pointer /best_deliveries_per_s "${refs[@]}" 2>/dev/null || echo 0)
+    rate=$(awk -v r="$rate" 'BEGIN { printf "%.0f", r / 2 }')
+    if (( rate <= 0 )); then
+        log "$name: no reference max rate: skipping the fixed-rate runs"
+        return
+    fi
+    log "$name: fixed rate $rate deliveries/s (half the reference's median max rate)"
+    for rep in $(seq 1 "$REPEATS"); do
+        for server in chat-app reference; do
+            start_named "$server"
+            run_load "$name-fixed" "$(role_of "$server")" "$server" "$rep" fanout \
+                --url "$SERVER_URL" --server-pid "$SERVER_PID" \
+                --rooms "$rooms" --members "$members" --senders 1 --rate "$rate" \
+                --warmup "$WARMUP" --duration "$FIXED_DURATION" --grace "$GRACE" \
+                --room-prefix "f$rep"
+            stop_server "$SERVER_PID"
+        done
+    done
+}
+
+idle_scenario() {
+    local count label rep server
+    for count in "$IDLE_BASE" "$IDLE_MAX"; do
+        label=$([[ $count == "$IDLE_MAX" ]] && echo max || echo "$count")
+        for rep in $(seq 1 "$REPEATS"); do
+            for server in chat-app reference; do
+                start_named "$server"
+                run_load "idle-$label" "$(role_of "$server")" "$server" "$rep" idle \
+                    --url "$SERVER_URL" --server-pid "$SERVER_PID" --connections "$count" \
+                    --sources 16 --concurrency 128 --hold 2
+                stop_server "$SERVER_PID"
+            done
+        done
+    done
+}
+
+redis_scenario() {
+    if ! command -v "$REDIS_SERVER" >/dev/null; then
+        log "redis: $REDIS_SERVER not found: skipping the Redis scenario"
+        return
+    fi
+    local rep port redis_pid a_pid a_url b_pid b_url
+    local shape=(--rooms 10 --members 10 --senders 1
+        --warmup "$WARMUP" --duration "$DURATION" --grace "$GRACE" --start 50000 --budget "$BUDGET")
+    for rep in $(seq 1 "$REPEATS"); do
+        # Two chat-app processes sharing rooms through a Redis of their own, members split
+        # across them; server CPU counts both processes and Redis.
+        port=$(free_port)
+        "${PIN_SERVER[@]}" "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save '' \
+            --appendonly no >"$OUT/logs/redis-$rep.out" 2>&1 &
+        redis_pid=$!
+        STARTED+=("$redis_pid")
+        for _ in $(seq 1 50); do
+            (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+            sleep 0.1
+        done
+        local layer=(--layer "redis://127.0.0.1:$port" --layer-prefix "bench$rep")
+        start_server "chat-app-a" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" "${layer[@]}"
+        a_pid=$SERVER_PID a_url=$SERVER_URL
+        start_server "chat-app-b" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" "${layer[@]}"
+        b_pid=$SERVER_PID b_url=$SERVER_URL
+        run_load redis-10x10-max cand redis-2proc "$rep" maxrate \
+            --url "$a_url" --url "$b_url" --server-pid "$a_pid" --server-pid "$b_pid" \
+            --server-pid "$redis_pid" "${shape[@]}" --room-prefix "x$rep"
+        stop_server "$a_pid"
+        stop_server "$b_pid"
+        stop_server "$redis_pid"
+
+        start_named chat-app
+        run_load redis-10x10-max base inmemory-1proc "$rep" maxrate \
+            --url "$SERVER_URL" --server-pid "$SERVER_PID" "${shape[@]}" --room-prefix "y$rep"
+        stop_server "$SERVER_PID"
+    done
+}
+
+# ---------------------------------------------------------------------------------------------
+log "building (release)"
+cargo build --release -p chat-app -p bench
+
+machine() {
+    echo "- mode: $MODE, $REPEATS repeat(s)"
+    echo "- nproc: $(nproc); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)"
+    echo "- memory: $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+    echo "- open files (hard): $(ulimit -Hn); pinned: server ${PIN_SERVER[*]:-no}, loadgen ${PIN_LOAD[*]:-no}"
+    echo "- chat-app log level: $CHAT_LOG_LEVEL"
+}
+{
+    echo "# switchboard benchmark, $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo
+    machine
+    echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$OUT/report.md"
+started=$(date +%s)
+
+for scenario in $SCENARIOS; do
+    case $scenario in
+        fanout-10x10) fanout_scenario 10 10 50000 ;;
+        fanout-1x1000) fanout_scenario 1 1000 50000 ;;
+        idle) idle_scenario ;;
+        redis) redis_scenario ;;
+        *) log "unknown scenario $scenario (known: fanout-10x10 fanout-1x1000 idle redis)" ;;
+    esac
+done
+
+{
+    echo "- load average at end: $(cut -d' ' -f1-3 /proc/loadavg); took $(( $(date +%s) - started )) s"
+    echo
+    "$BIN/loadgen" report "$OUT"
+} >>"$OUT/report.md"
+echo
+cat "$OUT/report.md"
+echo
+log "results: $OUT"
