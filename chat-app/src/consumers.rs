@@ -55,6 +55,8 @@ pub struct ChatConsumer {
     group: String,
     display_name: String,
     history: History,
+    /// Whether the last message could not be handed to the history worker.
+    history_failing: bool,
 }
 
 impl ChatConsumer {
@@ -65,6 +67,7 @@ impl ChatConsumer {
             group: String::new(),
             display_name: String::new(),
             history,
+            history_failing: false,
         }
     }
 }
@@ -137,8 +140,14 @@ impl JsonWebsocketConsumer for ChatConsumer {
         };
         ws.group_send(&self.group, &event).await?;
         // History is best effort: a full or absent history worker must not cost the chat.
-        if let Err(err) = ws.send(HISTORY_CHANNEL, &remember).await {
-            tracing::warn!(room = %self.room, error = %err, "message not added to the history");
+        match ws.send(HISTORY_CHANNEL, &remember).await {
+            Ok(()) => self.history_failing = false,
+            // Once per episode: a stuck history worker must not flood the log.
+            Err(err) if !self.history_failing => {
+                self.history_failing = true;
+                tracing::warn!(room = %self.room, error = %err, "messages not added to the history until the worker catches up");
+            }
+            Err(_) => {}
         }
         Ok(())
     }

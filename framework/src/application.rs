@@ -15,6 +15,7 @@ use http::{HeaderMap, Response, StatusCode};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::layer::SharedLayer;
 use crate::scope::Scope;
@@ -217,6 +218,7 @@ pub struct WebsocketConnection {
     /// Cancelled when the server stops waiting for the handshake answer (connect timeout).
     pub(crate) abandoned: CancellationToken,
     pub(crate) keepalive: Option<Keepalive>,
+    pub(crate) tasks: Option<TaskTracker>,
 }
 
 /// Keepalive pings for an open WebSocket (daphne's `--ping-interval` / `--ping-timeout`).
@@ -246,7 +248,17 @@ impl WebsocketConnection {
             shutdown,
             abandoned: CancellationToken::new(),
             keepalive: None,
+            tasks: None,
         }
+    }
+
+    /// Runs the consumer in a task of its own on `tasks` once routing has found it, so that
+    /// the routers' and middleware's futures are freed after the handshake instead of living
+    /// as long as the connection (their state is per-connection memory). Servers set this;
+    /// without it (test harnesses) the consumer runs inside the application's future.
+    pub fn with_task_tracker(mut self, tasks: TaskTracker) -> WebsocketConnection {
+        self.tasks = Some(tasks);
+        self
     }
 
     /// Pings the client while it is open and drops it when it stays silent.

@@ -62,7 +62,13 @@ impl<C> fmt::Debug for ConsumerApp<C> {
 impl<C: WebsocketConsumer> Application for ConsumerApp<C> {
     async fn call(&self, scope: Scope, conn: Connection) {
         match conn {
-            Connection::Websocket(ws) => runner::run((self.factory)(), scope, ws).await,
+            Connection::Websocket(ws) => match ws.tasks.clone() {
+                // The routing and middleware futures end here; the consumer lives on alone.
+                Some(tasks) => {
+                    tasks.spawn(runner::run((self.factory)(), scope, ws));
+                }
+                None => runner::run((self.factory)(), scope, ws).await,
+            },
             Connection::Http(http) => {
                 // RFC 9110 §15.5.22: a 426 names the protocol to upgrade to.
                 let mut response = response::status(StatusCode::UPGRADE_REQUIRED);

@@ -56,7 +56,9 @@ pub(crate) async fn run<C: WebsocketConsumer>(
     // then dropped where it stands, and the consumer still gets its disconnect().
     let abandoned = ws.conn().abandoned.clone();
     let connected = tokio::select! {
-        connected = consumer.connect(&mut ws) => Some(connected),
+        // Boxed, like disconnect(): one-off steps should not set the size of the state machine
+        // that lives as long as the connection.
+        connected = Box::pin(consumer.connect(&mut ws)) => Some(connected),
         () = abandoned.cancelled() => None,
     };
     let connected = connected.unwrap_or_else(|| {
@@ -96,7 +98,7 @@ pub(crate) async fn run<C: WebsocketConsumer>(
         State::Connecting => CloseCode::Abnormal,
     };
 
-    if let Err(err) = consumer.disconnect(&mut ws, code).await {
+    if let Err(err) = Box::pin(consumer.disconnect(&mut ws, code)).await {
         tracing::error!(%path, error = %err, "disconnect() failed");
     }
     leave_groups(&mut ws).await;
@@ -125,19 +127,25 @@ async fn serve<C: WebsocketConsumer>(
         return CloseCode::Abnormal;
     }
 
+    // Made once: a fresh `cancelled()` future per iteration would register with the token's
+    // waiter list (a lock) on every frame and event.
+    let shutting_down = shutdown.cancelled();
+    tokio::pin!(shutting_down);
+
     loop {
         let Some(transport) = ws.transport.as_mut() else {
             return CloseCode::Abnormal;
         };
         let step = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => {
+            _ = &mut shutting_down => {
                 let _ = ws.close(CloseCode::Away, "server shutting down").await;
                 Step::Closed
             }
             frame = transport.next() => {
                 last_heard = Instant::now();
-                on_frame(consumer, ws, frame).await
+                // Boxed: a client frame is rarer than a delivery, and inline its handler's
+                // state would be part of every idle connection's memory.
+                Box::pin(on_frame(consumer, ws, frame)).await
             }
             envelope = channel.recv() => match envelope {
                 Some(envelope) => {
@@ -154,7 +162,7 @@ async fn serve<C: WebsocketConsumer>(
                 None => Step::Handled(Err(Error::Layer("the channel layer closed this consumer's channel".into()))),
             },
             status = next_status(&mut layer_status) => {
-                Step::Handled(consumer.layer_status(ws, status).await)
+                Step::Handled(Box::pin(consumer.layer_status(ws, status)).await)
             }
             _ = tick(&mut pings) => match keepalive {
                 Some(k) if last_heard.elapsed() > k.timeout => {

@@ -62,6 +62,8 @@ type Queue = mpsc::Sender<Arc<Envelope>>;
 struct Member {
     queue: Queue,
     joined: Instant,
+    /// Whether this member's queue was full at the last group send.
+    missing: bool,
 }
 
 #[derive(Default)]
@@ -234,6 +236,7 @@ impl InMemoryChannelLayer {
             Member {
                 queue,
                 joined: Instant::now(),
+                missing: false,
             },
         );
         Ok(())
@@ -259,14 +262,23 @@ impl InMemoryChannelLayer {
         let Some(members) = state.groups.get_mut(group) else {
             return Ok(());
         };
+        let now = Instant::now();
         members.retain(|channel, member| {
-            if member.joined.elapsed() > expiry {
+            if now.duration_since(member.joined) > expiry {
                 return false;
             }
             match member.queue.try_send(Arc::clone(&message)) {
-                Ok(()) => true,
+                Ok(()) => {
+                    member.missing = false;
+                    true
+                }
                 Err(TrySendError::Full(_)) => {
-                    tracing::warn!(%group, %channel, "channel full: this member misses a group message");
+                    // Once per episode, not once per message: a stuck reader in a busy room
+                    // would otherwise flood the log.
+                    if !member.missing {
+                        member.missing = true;
+                        tracing::warn!(%group, %channel, "channel full: this member misses group messages until it catches up");
+                    }
                     true
                 }
                 Err(TrySendError::Closed(_)) => false,

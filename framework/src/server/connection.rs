@@ -116,7 +116,18 @@ fn scope_for(
     local: Option<SocketAddr>,
 ) -> Scope {
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let mut scope = Scope::new(protocol, path_and_query).with_headers(parts.headers);
+    // hyper's header names and values are slices of its 8 KiB read buffer; copied out, the
+    // buffer is freed after the upgrade instead of living as long as the WebSocket.
+    let headers = parts
+        .headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let name = http::HeaderName::from_bytes(name.as_str().as_bytes()).ok()?;
+            let value = http::HeaderValue::from_bytes(value.as_bytes()).ok()?;
+            Some((name, value))
+        })
+        .collect();
+    let mut scope = Scope::new(protocol, path_and_query).with_headers(headers);
     scope.method = parts.method;
     scope.client = Some(peer);
     scope.server = local;
@@ -209,7 +220,8 @@ async fn respond_websocket<A: Application>(
     .with_keepalive(Keepalive {
         interval: shared.config.ping_interval,
         timeout: shared.config.ping_timeout,
-    });
+    })
+    .with_task_tracker(shared.tasks.clone());
     let abandoned = conn.abandoned.clone();
     let task_shared = Arc::clone(shared);
     shared.tasks.spawn(async move {
