@@ -30,7 +30,7 @@ use fred::prelude::{
 };
 use fred::types::Message as RedisMessage;
 use futures::future::{BoxFuture, FutureExt};
-use tokio::sync::{Mutex, broadcast, watch};
+use tokio::sync::{Mutex, broadcast, mpsc, watch};
 
 use super::{
     ChannelLayer, ChannelReceiver, Envelope, InMemoryChannelLayer, LayerConfig, LayerStatus,
@@ -80,8 +80,24 @@ impl RedisConfig {
     }
 }
 
+/// A group message waiting to be published, with what to do if it cannot be.
+struct Outgoing {
+    channel: String,
+    payload: String,
+    group: String,
+    envelope: Arc<Envelope>,
+}
+
+/// Group messages queued per server: the publisher task sends what has accumulated in one
+/// pipeline, in order, so a sender waits for a queue slot rather than a Redis round trip.
+const OUTGOING_CAPACITY: usize = 4096;
+
+/// Most messages sent in one pipeline.
+const PIPELINE_BATCH: usize = 256;
+
 struct Shard {
     url: String,
+    outgoing: mpsc::Sender<Outgoing>,
     /// How to build more clients for this server: every named-channel receiver blocks one
     /// connection in `BRPOP`.
     builder: Builder,
@@ -129,8 +145,11 @@ impl RedisChannelLayer {
         }
         let local = InMemoryChannelLayer::with_config(config.layer);
         let mut shards = Vec::with_capacity(config.hosts.len());
+        let mut queues = Vec::with_capacity(config.hosts.len());
         for url in &config.hosts {
-            shards.push(connect_shard(url, &config).await?);
+            let (shard, queued) = connect_shard(url, &config).await?;
+            shards.push(shard);
+            queues.push(queued);
         }
         let (status, _) = watch::channel(LayerStatus::Connected);
         let layer = RedisChannelLayer {
@@ -147,8 +166,9 @@ impl RedisChannelLayer {
         let own = layer.process_channel(layer.inner.local.process_id());
         let shard = layer.shard(&own);
         layer.redis_subscribe(shard, &own).await?;
-        for index in 0..layer.inner.shards.len() {
+        for (index, queued) in queues.into_iter().enumerate() {
             layer.spawn_listener(index);
+            tokio::spawn(publish_queued(Arc::downgrade(&layer.inner), index, queued));
         }
         Ok(layer)
     }
@@ -295,16 +315,21 @@ impl RedisChannelLayer {
     async fn do_group_send(&self, group: &str, message: Arc<Envelope>) -> Result<()> {
         validate_group_name(group)?;
         let channel = self.group_channel(group);
-        // While the server is known to be down, do not make every sender wait for a command
-        // timeout: deliver to this process' members straight away.
-        if self.shard(&channel).connected.load(Ordering::SeqCst) {
-            let payload = wire::group_payload(message.json());
-            match self.redis_publish(channel, payload).await {
-                Ok(()) => return Ok(()),
-                Err(err) => {
-                    tracing::warn!(%group, error = %err, "Redis unavailable: group message delivered to this process' members only")
+        let shard = self.shard(&channel);
+        // While the server is known to be down, deliver to this process' members straight away.
+        if shard.connected.load(Ordering::SeqCst) {
+            let outgoing = Outgoing {
+                payload: wire::group_payload(message.json()),
+                channel,
+                group: group.to_owned(),
+                envelope: message,
+            };
+            return match shard.outgoing.send(outgoing).await {
+                Ok(()) => Ok(()),
+                Err(mpsc::error::SendError(outgoing)) => {
+                    self.inner.local.group_send(group, outgoing.envelope).await
                 }
-            }
+            };
         }
         self.inner.local.group_send(group, message).await
     }
@@ -407,7 +432,10 @@ impl Shard {
     }
 }
 
-async fn connect_shard(url: &str, config: &RedisConfig) -> Result<Shard> {
+async fn connect_shard(
+    url: &str,
+    config: &RedisConfig,
+) -> Result<(Shard, mpsc::Receiver<Outgoing>)> {
     let fred_config = FredConfig::from_url(url)
         .map_err(|err| Error::Layer(format!("invalid Redis URL {url:?}: {err}")))?;
     let mut builder = Builder::from_config(fred_config);
@@ -433,13 +461,64 @@ async fn connect_shard(url: &str, config: &RedisConfig) -> Result<Shard> {
         .map_err(|err| Error::Layer(format!("Redis subscriber for {url}: {err}")))?;
     init(&publisher, url, config.connect_timeout).await?;
     init(&subscriber, url, config.connect_timeout).await?;
-    Ok(Shard {
-        url: url.to_owned(),
-        builder,
-        publisher,
-        subscriber,
-        connected: AtomicBool::new(true),
-    })
+    let (outgoing, queued) = mpsc::channel(OUTGOING_CAPACITY);
+    Ok((
+        Shard {
+            url: url.to_owned(),
+            outgoing,
+            builder,
+            publisher,
+            subscriber,
+            connected: AtomicBool::new(true),
+        },
+        queued,
+    ))
+}
+
+/// Publishes one server's queued group messages: everything already queued (up to
+/// [`PIPELINE_BATCH`]) goes out in one pipeline, in order. A batch that cannot be published is
+/// delivered to this process' members, as a direct group send would be during an outage.
+async fn publish_queued(
+    weak: std::sync::Weak<Inner>,
+    index: usize,
+    mut queued: mpsc::Receiver<Outgoing>,
+) {
+    let mut batch = Vec::with_capacity(PIPELINE_BATCH);
+    while queued.recv_many(&mut batch, PIPELINE_BATCH).await > 0 {
+        let Some(inner) = weak.upgrade() else { return };
+        let shard = &inner.shards[index];
+        let published = if shard.connected.load(Ordering::SeqCst) {
+            let pipeline = shard.publisher.pipeline();
+            let mut queued_ok = true;
+            for outgoing in &batch {
+                queued_ok &= pipeline
+                    .publish::<(), _, _>(outgoing.channel.clone(), outgoing.payload.clone())
+                    .await
+                    .is_ok();
+            }
+            queued_ok
+                && matches!(
+                    tokio::time::timeout(
+                        inner.command_timeout,
+                        pipeline.all::<fred::types::Value>()
+                    )
+                    .await,
+                    Ok(Ok(_))
+                )
+        } else {
+            false
+        };
+        if !published {
+            tracing::warn!(url = %shard.url, messages = batch.len(), "Redis unavailable: group messages delivered to this process' members only");
+            for outgoing in batch.drain(..) {
+                let _ = inner
+                    .local
+                    .group_send(&outgoing.group, outgoing.envelope)
+                    .await;
+            }
+        }
+        batch.clear();
+    }
 }
 
 /// Connects one client, failing clearly instead of retrying for ever at start-up.
