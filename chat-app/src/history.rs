@@ -102,11 +102,14 @@ impl History {
             History::Redis { client, prefix } => {
                 let key = format!("{prefix}:history:{room}");
                 let json = serde_json::to_string(&entry)?;
+                // One round trip for both commands.
                 let stored = async {
-                    client.lpush::<i64, _, _>(&key, json).await?;
-                    client
+                    let pipeline = client.pipeline();
+                    pipeline.lpush::<(), _, _>(&key, json).await?;
+                    pipeline
                         .ltrim::<(), _>(&key, 0, HISTORY_LIMIT as i64 - 1)
-                        .await
+                        .await?;
+                    pipeline.all::<fred::types::Value>().await.map(|_| ())
                 };
                 stored
                     .await
