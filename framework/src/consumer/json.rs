@@ -5,6 +5,7 @@ use std::future::Future;
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
+use super::websocket::unhandled_event;
 use super::{CloseCode, Message, Websocket, WebsocketConsumer};
 use crate::Result;
 use crate::layer::{Event, LayerStatus};
@@ -103,11 +104,7 @@ pub trait JsonWebsocketConsumer: Send + Sized + 'static {
         event: Event<Self::Event>,
     ) -> impl Future<Output = Result<()>> + Send {
         async move {
-            tracing::warn!(
-                consumer = std::any::type_name::<Self>(),
-                event = event.envelope().json(),
-                "event() not implemented: event dropped"
-            );
+            unhandled_event::<Self, _>(&event);
             Ok(())
         }
     }

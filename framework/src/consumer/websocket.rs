@@ -98,11 +98,7 @@ pub trait WebsocketConsumer: Send + Sized + 'static {
         event: Event<Self::Event>,
     ) -> impl Future<Output = Result<()>> + Send {
         async move {
-            tracing::warn!(
-                consumer = std::any::type_name::<Self>(),
-                event = event.envelope().json(),
-                "event() not implemented: event dropped"
-            );
+            unhandled_event::<Self, _>(&event);
             Ok(())
         }
     }
@@ -136,6 +132,15 @@ pub trait WebsocketConsumer: Send + Sized + 'static {
     {
         ConsumerApp::new(Self::default)
     }
+}
+
+/// What the default `event()` of both consumer traits does: log the event and drop it.
+pub(crate) fn unhandled_event<C, T>(event: &Event<T>) {
+    tracing::warn!(
+        consumer = std::any::type_name::<C>(),
+        event = event.envelope().json(),
+        "event() not implemented: event dropped"
+    );
 }
 
 /// The event type of a consumer that handles no channel-layer messages.
