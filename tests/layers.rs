@@ -344,3 +344,46 @@ async fn redis_layer_refuses_to_start_without_redis() {
         "{err}"
     );
 }
+
+/// On Redis a named channel's capacity is checked in Redis, in the pipeline: the send that
+/// overflows it is queued and dropped there, and the sends after it fail with `ChannelFull`
+/// until the workers catch up; what was stored arrives whole and in order.
+#[tokio::test]
+async fn a_full_named_channel_on_redis_refuses_sends_until_drained() {
+    let Some(url) = redis_url().await else { return };
+    let prefix = unique_prefix("full");
+    let layer = RedisChannelLayer::connect(
+        RedisConfig::new([url.clone()])
+            .prefix(prefix.clone())
+            .layer(small()),
+    )
+    .await
+    .expect("connect");
+    for n in 0..3 {
+        layer.send("jobs", message(n)).await.expect("room for 3");
+    }
+    let refused = within("a send to fail with ChannelFull", async {
+        for n in 3.. {
+            match layer.send("jobs", message(n)).await {
+                Ok(()) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+                Err(err) => return err,
+            }
+        }
+        unreachable!("the loop only ends by returning")
+    })
+    .await;
+    assert!(matches!(refused, Error::ChannelFull(_)), "{refused}");
+
+    let mut worker = layer.receive_channel("jobs").await.expect("receive");
+    for n in 0..3u64 {
+        assert_eq!(next_n(&mut worker).await, n, "the first 3, in order");
+    }
+    nothing_more(&mut worker).await;
+    within("sends to be taken again once drained", async {
+        while layer.send("jobs", message(7)).await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(next_n(&mut worker).await, 7);
+}

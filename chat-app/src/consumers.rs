@@ -57,6 +57,8 @@ pub struct ChatConsumer {
     history: History,
     /// Whether the last message could not be handed to the history worker.
     history_failing: bool,
+    /// Messages said so far, to make each history entry's id unique.
+    said: u64,
 }
 
 impl ChatConsumer {
@@ -68,6 +70,7 @@ impl ChatConsumer {
             display_name: String::new(),
             history,
             history_failing: false,
+            said: 0,
         }
     }
 }
@@ -75,6 +78,14 @@ impl ChatConsumer {
 /// A guest name that stays the same for the whole connection.
 fn guest_name() -> String {
     format!("guest-{:04}", rand::rng().random_range(0..10_000))
+}
+
+/// Microseconds since the Unix epoch (0 for a clock set before 1970).
+fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// Why a decoded message is refused, if it is.
@@ -129,10 +140,13 @@ impl JsonWebsocketConsumer for ChatConsumer {
                 .send_json(&serde_json::json!({"type": "error", "error": error}))
                 .await;
         }
+        self.said += 1;
         let remember = HistoryMessage::Append {
             room: self.room.clone(),
             message: input.message.clone(),
             user: self.display_name.clone(),
+            at: now_micros(),
+            id: format!("{}#{}", ws.channel_name(), self.said),
         };
         let event = ChatEvent::ChatMessage {
             message: input.message,

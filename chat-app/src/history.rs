@@ -2,13 +2,14 @@
 //! the channel layer, so the consumer's hot path never waits for storage.
 //!
 //! In memory by default (one process, lost on restart); in Redis with `--layer redis://…`, as
-//! one capped list per room, so every process serves the same history and it survives
-//! restarts. A room that never had a message has no entry at all.
+//! one capped sorted set per room, ordered by when the server received each message, so every
+//! process serves the same history in the same order — whichever worker process wrote it — and
+//! it survives restarts. A room that never had a message has no entry at all.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use fred::prelude::{Builder, ClientLike, Config, KeysInterface, ListInterface};
+use fred::prelude::{Builder, ClientLike, Config, KeysInterface, SortedSetsInterface};
 use switchboard::prelude::*;
 use switchboard::worker::{ChannelNameRouter, Worker, WorkerContext};
 
@@ -40,7 +41,22 @@ pub enum HistoryMessage {
         message: String,
         /// Who said it.
         user: String,
+        /// When the server received it, in microseconds since the Unix epoch: the order of
+        /// the history, whichever worker writes it.
+        at: u64,
+        /// Unique among all messages (the sender's channel name and a counter), so two equal
+        /// texts are two entries.
+        id: String,
     },
+}
+
+/// A history entry as stored in Redis.
+#[derive(Serialize)]
+struct Stored<'a> {
+    message: &'a str,
+    user: &'a str,
+    at: u64,
+    id: &'a str,
 }
 
 /// Where history lives.
@@ -48,7 +64,7 @@ pub enum HistoryMessage {
 pub enum History {
     /// In this process.
     Memory(Arc<Mutex<HashMap<String, VecDeque<HistoryEntry>>>>),
-    /// In Redis: the list `{prefix}:history:{room}`, newest first, capped.
+    /// In Redis: the sorted set `{prefix}:chat-history:{room}`, scored by arrival time, capped.
     Redis {
         /// The connection.
         client: fred::clients::Client,
@@ -87,35 +103,80 @@ impl History {
         rooms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Remembers a message, forgetting the oldest beyond [`HISTORY_LIMIT`].
-    pub async fn append(&self, room: &str, entry: HistoryEntry) -> Result<()> {
+    /// Remembers messages of any rooms, in one round trip to Redis, forgetting the oldest
+    /// beyond [`HISTORY_LIMIT`] per room.
+    pub async fn append(&self, messages: &[&HistoryMessage]) -> Result<()> {
         match self {
             History::Memory(rooms) => {
+                // One process, one worker: arrival order is the order they were sent in.
                 let mut rooms = Self::lock(rooms);
-                let entries = rooms.entry(room.to_owned()).or_default();
-                if entries.len() == HISTORY_LIMIT {
-                    entries.pop_front();
+                for HistoryMessage::Append {
+                    room,
+                    message,
+                    user,
+                    ..
+                } in messages
+                {
+                    let kept = rooms.entry(room.clone()).or_default();
+                    if kept.len() == HISTORY_LIMIT {
+                        kept.pop_front();
+                    }
+                    kept.push_back(HistoryEntry {
+                        message: message.clone(),
+                        user: user.clone(),
+                    });
                 }
-                entries.push_back(entry);
                 Ok(())
             }
             History::Redis { client, prefix } => {
-                let key = format!("{prefix}:history:{room}");
-                let json = serde_json::to_string(&entry)?;
-                // One round trip for both commands.
+                let mut per_room: Vec<(&str, Vec<(f64, String)>)> = Vec::new();
+                for HistoryMessage::Append {
+                    room,
+                    message,
+                    user,
+                    at,
+                    id,
+                } in messages
+                {
+                    let json = serde_json::to_string(&Stored {
+                        message,
+                        user,
+                        at: *at,
+                        id,
+                    })?;
+                    // Microseconds since the epoch stay exact in an f64 until the year 2255.
+                    let scored = (*at as f64, json);
+                    match per_room.iter_mut().find(|(r, _)| r == room) {
+                        Some((_, entries)) => entries.push(scored),
+                        None => per_room.push((room, vec![scored])),
+                    }
+                }
                 let stored = async {
                     let pipeline = client.pipeline();
-                    pipeline.lpush::<(), _, _>(&key, json).await?;
-                    pipeline
-                        .ltrim::<(), _>(&key, 0, HISTORY_LIMIT as i64 - 1)
-                        .await?;
+                    for (room, entries) in per_room {
+                        let key = Self::key(prefix, room);
+                        pipeline
+                            .zadd::<(), _, _>(&key, None, None, false, false, entries)
+                            .await?;
+                        let keep = HISTORY_LIMIT as i64;
+                        pipeline
+                            .zremrangebyrank::<(), _>(&key, 0, -keep - 1)
+                            .await?;
+                    }
                     pipeline.all::<fred::types::Value>().await.map(|_| ())
                 };
-                stored
-                    .await
-                    .map_err(|err| Error::custom(format!("storing history of {room}: {err}")))
+                stored.await.map_err(|err| {
+                    Error::custom(format!(
+                        "storing {} history messages: {err}",
+                        messages.len()
+                    ))
+                })
             }
         }
+    }
+
+    fn key(prefix: &str, room: &str) -> String {
+        format!("{prefix}:chat-history:{room}")
     }
 
     /// The room's remembered messages, oldest first.
@@ -126,15 +187,14 @@ impl History {
                 .map(|entries| entries.iter().cloned().collect())
                 .unwrap_or_default()),
             History::Redis { client, prefix } => {
-                let key = format!("{prefix}:history:{room}");
+                let keep = HISTORY_LIMIT as i64;
                 let raw: Vec<String> = client
-                    .lrange(&key, 0, HISTORY_LIMIT as i64 - 1)
+                    .zrange(Self::key(prefix, room), -keep, -1, None, false, None, false)
                     .await
                     .map_err(|err| Error::custom(format!("reading history of {room}: {err}")))?;
-                // Stored newest first; entries that do not parse are skipped, not fatal.
+                // Entries that do not parse are skipped, not fatal.
                 Ok(raw
                     .iter()
-                    .rev()
                     .filter_map(|json| serde_json::from_str(json).ok())
                     .collect())
             }
@@ -149,7 +209,7 @@ impl History {
                 Ok(())
             }
             History::Redis { client, prefix } => client
-                .del::<i64, _>(format!("{prefix}:history:{room}"))
+                .del::<i64, _>(Self::key(prefix, room))
                 .await
                 .map(|_| ())
                 .map_err(|err| Error::custom(format!("clearing history of {room}: {err}"))),
@@ -162,27 +222,35 @@ pub struct HistoryWorker {
     history: History,
 }
 
+/// Most history messages written in one round trip.
+const HISTORY_BATCH: usize = 128;
+
 impl Worker for HistoryWorker {
     type Message = HistoryMessage;
 
     async fn handle(&self, _ctx: &WorkerContext, message: Event<HistoryMessage>) -> Result<()> {
-        let HistoryMessage::Append {
-            room,
-            message,
-            user,
-        } = &*message;
-        let entry = HistoryEntry {
-            message: message.clone(),
-            user: user.clone(),
-        };
-        self.history.append(room, entry).await
+        self.history.append(&[&*message]).await
+    }
+
+    async fn handle_batch(
+        &self,
+        _ctx: &WorkerContext,
+        messages: Vec<Event<HistoryMessage>>,
+    ) -> Result<()> {
+        let messages: Vec<&HistoryMessage> = messages.iter().map(|m| &**m).collect();
+        self.history.append(&messages).await
     }
 }
 
-/// The chat-app's workers (Channels' `ChannelNameRouter`); one message at a time keeps each
-/// room's history in order.
+/// The chat-app's workers (Channels' `ChannelNameRouter`). The history worker takes what has
+/// gathered (one batch at a time keeps each room's history in order), so a busy server writes
+/// many messages per round trip to Redis.
 pub fn workers(history: History) -> ChannelNameRouter {
-    ChannelNameRouter::new().route(HISTORY_CHANNEL, HistoryWorker { history })
+    ChannelNameRouter::new().route_batched(
+        HISTORY_CHANNEL,
+        HistoryWorker { history },
+        HISTORY_BATCH,
+    )
 }
 
 #[cfg(test)]
@@ -196,13 +264,23 @@ mod tests {
         }
     }
 
+    fn said(room: &str, n: usize) -> HistoryMessage {
+        HistoryMessage::Append {
+            room: room.into(),
+            message: format!("m{n}"),
+            user: "u".into(),
+            at: n as u64,
+            id: format!("test!{n}"),
+        }
+    }
+
     #[tokio::test]
     async fn memory_history_is_capped_ordered_and_per_room() {
         let history = History::in_memory();
         for n in 0..HISTORY_LIMIT + 5 {
-            history.append("a", entry(n)).await.unwrap();
+            history.append(&[&said("a", n)]).await.unwrap();
         }
-        history.append("b", entry(0)).await.unwrap();
+        history.append(&[&said("b", 0)]).await.unwrap();
         let a = history.recent("a").await.unwrap();
         assert_eq!(a.len(), HISTORY_LIMIT);
         assert_eq!(a[0], entry(5));

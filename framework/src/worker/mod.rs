@@ -50,7 +50,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -74,6 +74,26 @@ pub trait Worker: Send + Sync + 'static {
         ctx: &WorkerContext,
         message: Event<Self::Message>,
     ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Handles, in order, the messages that were waiting together, on a route made with
+    /// [`ChannelNameRouter::route_batched`]. Override it to do one round trip for many
+    /// messages (one database write for a batch of rows); the default handles them one by one
+    /// with [`handle`](Worker::handle), logging each failure. An error is logged with the
+    /// channel name and the size of the batch, and the worker goes on.
+    fn handle_batch(
+        &self,
+        ctx: &WorkerContext,
+        messages: Vec<Event<Self::Message>>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            for message in messages {
+                if let Err(err) = self.handle(ctx, message).await {
+                    tracing::error!(channel = %ctx.channel_name(), error = %err, "worker failed on a message");
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 /// What a worker can reach while handling a message.
@@ -109,27 +129,47 @@ impl WorkerContext {
 
 /// The object-safe face of a [`Worker`]: decodes, then handles.
 trait DynWorker: Send + Sync + 'static {
-    fn handle_envelope(
+    /// One message through `handle`, or several through `handle_batch` when `batched`.
+    fn handle_envelopes(
         &self,
         ctx: WorkerContext,
-        envelope: Arc<Envelope>,
+        envelopes: Vec<Arc<Envelope>>,
+        batched: bool,
     ) -> BoxFuture<'_, Result<()>>;
 }
 
 impl<W: Worker> DynWorker for W {
-    fn handle_envelope(
+    fn handle_envelopes(
         &self,
         ctx: WorkerContext,
-        envelope: Arc<Envelope>,
+        envelopes: Vec<Arc<Envelope>>,
+        batched: bool,
     ) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            let value = envelope.decode::<W::Message>().map_err(|err| {
-                Error::Custom(format!(
-                    "message the worker does not handle ({err}): {}",
-                    envelope.json()
-                ))
-            })?;
-            self.handle(&ctx, Event::new(value, envelope)).await
+            let mut messages = Vec::with_capacity(envelopes.len());
+            for envelope in envelopes {
+                match envelope.decode::<W::Message>() {
+                    Ok(value) => messages.push(Event::new(value, envelope)),
+                    // One undecodable message must not cost the rest of its batch.
+                    Err(err) => {
+                        tracing::error!(channel = %ctx.channel_name(), error = %err, message = %envelope.json(), "message the worker does not handle")
+                    }
+                }
+            }
+            if batched {
+                if messages.is_empty() {
+                    return Ok(());
+                }
+                let count = messages.len();
+                return self
+                    .handle_batch(&ctx, messages)
+                    .await
+                    .map_err(|err| Error::Custom(format!("batch of {count} messages: {err}")));
+            }
+            for message in messages {
+                self.handle(&ctx, message).await?;
+            }
+            Ok(())
         })
     }
 }
@@ -138,6 +178,8 @@ struct Route {
     channel: String,
     worker: Arc<dyn DynWorker>,
     concurrency: usize,
+    /// Most messages handed to one `handle_batch`; 0 for a route handled message by message.
+    batch: usize,
 }
 
 /// Maps fixed channel names to workers (Channels' `ChannelNameRouter`).
@@ -168,6 +210,25 @@ impl ChannelNameRouter {
             channel: channel.to_owned(),
             worker: Arc::new(worker),
             concurrency: concurrency.max(1),
+            batch: 0,
+        });
+        self
+    }
+
+    /// Routes a channel name to a worker whose [`Worker::handle_batch`] gets what has
+    /// gathered while its previous batch was handled, up to `max_batch` messages, in order;
+    /// one batch at a time. Nothing waits to fill a batch: a lone message is a batch of one.
+    pub fn route_batched(
+        mut self,
+        channel: &str,
+        worker: impl Worker,
+        max_batch: usize,
+    ) -> ChannelNameRouter {
+        self.routes.push(Route {
+            channel: channel.to_owned(),
+            worker: Arc::new(worker),
+            concurrency: 1,
+            batch: max_batch.max(1),
         });
         self
     }
@@ -235,19 +296,35 @@ async fn run_route(
     let permits = Arc::new(Semaphore::new(route.concurrency));
     let mut handling = JoinSet::new();
     loop {
-        let envelope = tokio::select! {
+        reap(&route, &mut handling);
+        // The permit comes before the message, so a batched route gathers what arrives while
+        // its previous batch is being handled.
+        let permit = tokio::select! {
+            _ = stop.cancelled() => break,
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let first = tokio::select! {
             _ = stop.cancelled() => break,
             envelope = receiver.recv() => match envelope {
                 Some(envelope) => envelope,
                 None => break,
             },
         };
-        handle_one(&route, &ctx, &permits, &mut handling, envelope).await;
+        let job = gather(&route, first, &mut receiver);
+        spawn_job(&route, &ctx, &mut handling, permit, job);
     }
     // Stop receiving, then drain what this process already holds, within a bound.
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while let Some(envelope) = receiver.try_recv() {
-            handle_one(&route, &ctx, &permits, &mut handling, envelope).await;
+        while let Some(first) = receiver.try_recv() {
+            reap(&route, &mut handling);
+            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                break;
+            };
+            let job = gather(&route, first, &mut receiver);
+            spawn_job(&route, &ctx, &mut handling, permit, job);
         }
         drop(receiver);
         while let Some(done) = handling.join_next().await {
@@ -261,26 +338,43 @@ async fn run_route(
     tracing::info!(channel = %route.channel, "worker stopped");
 }
 
-async fn handle_one(
-    route: &Route,
-    ctx: &WorkerContext,
-    permits: &Arc<Semaphore>,
-    handling: &mut JoinSet<Result<()>>,
-    envelope: Arc<Envelope>,
-) {
-    // Finished handlers are reaped here so the set stays as small as the concurrency.
+/// Finished handlers are reaped as the route goes, so the set stays as small as the
+/// concurrency.
+fn reap(route: &Route, handling: &mut JoinSet<Result<()>>) {
     while let Some(done) = handling.try_join_next() {
         report(&route.channel, done);
     }
-    let Ok(permit) = Arc::clone(permits).acquire_owned().await else {
-        return;
-    };
+}
+
+/// The message just received and, on a batched route, what is already waiting behind it.
+fn gather(
+    route: &Route,
+    first: Arc<Envelope>,
+    receiver: &mut ChannelReceiver,
+) -> Vec<Arc<Envelope>> {
+    let mut job = vec![first];
+    while job.len() < route.batch
+        && let Some(envelope) = receiver.try_recv()
+    {
+        job.push(envelope);
+    }
+    job
+}
+
+fn spawn_job(
+    route: &Route,
+    ctx: &WorkerContext,
+    handling: &mut JoinSet<Result<()>>,
+    permit: OwnedSemaphorePermit,
+    job: Vec<Arc<Envelope>>,
+) {
     let worker = Arc::clone(&route.worker);
     let ctx = ctx.clone();
+    let batched = route.batch > 0;
     handling.spawn(async move {
         let _permit = permit;
         // A panic is reported like an error: one bad message must not stop the worker.
-        AssertUnwindSafe(worker.handle_envelope(ctx, envelope))
+        AssertUnwindSafe(worker.handle_envelopes(ctx, job, batched))
             .catch_unwind()
             .await
             .unwrap_or_else(|panic| Err(Error::Custom(panic_message(&panic))))
@@ -359,6 +453,79 @@ mod tests {
         send(&layer, serde_json::json!({"n": 3})).await;
         running.shutdown().await;
         assert_eq!(rx.recv().await, Some(3), "what was queued is drained");
+    }
+
+    /// Records each batch it is given; the first batch waits for `gate`.
+    struct Batcher {
+        batches: mpsc::UnboundedSender<Vec<u32>>,
+        gate: tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+    }
+
+    impl Worker for Batcher {
+        type Message = Job;
+
+        async fn handle(&self, _ctx: &WorkerContext, _job: Event<Job>) -> Result<()> {
+            unreachable!("a batched route calls handle_batch")
+        }
+
+        async fn handle_batch(&self, _ctx: &WorkerContext, jobs: Vec<Event<Job>>) -> Result<()> {
+            if let Some(gate) = self.gate.lock().await.take() {
+                let _ = gate.await;
+            }
+            let _ = self.batches.send(jobs.iter().map(|job| job.n).collect());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn batched_routes_get_what_gathered_in_order_and_skip_bad_messages() {
+        let layer: SharedLayer = Arc::new(InMemoryChannelLayer::new());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (open, gate) = tokio::sync::oneshot::channel();
+        let worker = Batcher {
+            batches: tx,
+            gate: tokio::sync::Mutex::new(Some(gate)),
+        };
+        let running = ChannelNameRouter::new()
+            .route_batched("jobs", worker, 4)
+            .spawn(Arc::clone(&layer), None)
+            .await
+            .unwrap();
+        send(&layer, serde_json::json!({"n": 1})).await;
+        // Let the first batch start (and block) before the rest arrive.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for n in 2..=5 {
+            send(&layer, serde_json::json!({"n": n})).await;
+        }
+        send(&layer, serde_json::json!({"nope": true})).await;
+        send(&layer, serde_json::json!({"n": 6})).await;
+        let _ = open.send(());
+        for expected in [vec![1], vec![2, 3, 4, 5], vec![6]] {
+            let batch = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+            // At most 4 per batch, in order, the undecodable one left out.
+            assert_eq!(batch.expect("a batch within 5 s"), Some(expected));
+        }
+        running.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn the_default_batch_handler_handles_each_message() {
+        let layer: SharedLayer = Arc::new(InMemoryChannelLayer::new());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let running = ChannelNameRouter::new()
+            .route_batched("jobs", Recorder(tx), 8)
+            .spawn(Arc::clone(&layer), None)
+            .await
+            .unwrap();
+        for n in [1, 13, 2, 3] {
+            send(&layer, serde_json::json!({"n": n})).await;
+        }
+        running.shutdown().await;
+        let mut got = Vec::new();
+        while let Ok(n) = rx.try_recv() {
+            got.push(n);
+        }
+        assert_eq!(got, [1, 2, 3], "a failing message does not stop its batch");
     }
 
     #[tokio::test]

@@ -16,17 +16,18 @@
 //! and tells consumers through [`ChannelLayer::status`]. Delivery across processes is
 //! at-most-once: what is published during an outage is lost.
 
+mod pipeline;
 mod shard;
 mod wire;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fred::prelude::{
-    Builder, ClientLike, Config as FredConfig, EventInterface, ListInterface, LuaInterface,
-    PubsubInterface, ReconnectPolicy,
+    Builder, ClientLike, Config as FredConfig, EventInterface, ListInterface, PubsubInterface,
+    ReconnectPolicy,
 };
 use fred::types::Message as RedisMessage;
 use futures::future::{BoxFuture, FutureExt};
@@ -37,6 +38,7 @@ use super::{
     validate_channel_name, validate_group_name,
 };
 use crate::{Error, Result};
+use pipeline::Outgoing;
 
 /// How to reach Redis and how to name things there.
 #[derive(Debug, Clone)]
@@ -80,21 +82,6 @@ impl RedisConfig {
     }
 }
 
-/// A group message waiting to be published, with what to do if it cannot be.
-struct Outgoing {
-    channel: String,
-    payload: String,
-    group: String,
-    envelope: Arc<Envelope>,
-}
-
-/// Group messages queued per server: the publisher task sends what has accumulated in one
-/// pipeline, in order, so a sender waits for a queue slot rather than a Redis round trip.
-const OUTGOING_CAPACITY: usize = 4096;
-
-/// Most messages sent in one pipeline.
-const PIPELINE_BATCH: usize = 256;
-
 struct Shard {
     url: String,
     outgoing: mpsc::Sender<Outgoing>,
@@ -109,6 +96,8 @@ struct Shard {
 struct Inner {
     local: InMemoryChannelLayer,
     prefix: String,
+    /// `{prefix}:group:`, to recognise group messages.
+    group_prefix: String,
     shards: Vec<Shard>,
     command_timeout: Duration,
     layer_config: LayerConfig,
@@ -117,6 +106,9 @@ struct Inner {
     /// another join of the same group started.
     subscriptions: Mutex<HashMap<String, usize>>,
     status: watch::Sender<LayerStatus>,
+    /// Named channels whose Redis list was found full, and until when sends to them fail
+    /// without asking Redis (see [`pipeline::FULL_BACKOFF`]).
+    full_channels: std::sync::Mutex<HashMap<String, Instant>>,
 }
 
 /// The channel layer for several processes sharing Redis (Channels' `channels_redis`).
@@ -155,12 +147,14 @@ impl RedisChannelLayer {
         let layer = RedisChannelLayer {
             inner: Arc::new(Inner {
                 local,
+                group_prefix: format!("{}:group:", config.prefix),
                 prefix: config.prefix,
                 shards,
                 command_timeout: config.command_timeout,
                 layer_config: config.layer,
                 subscriptions: Mutex::new(HashMap::new()),
                 status,
+                full_channels: std::sync::Mutex::new(HashMap::new()),
             }),
         };
         let own = layer.process_channel(layer.inner.local.process_id());
@@ -168,7 +162,7 @@ impl RedisChannelLayer {
         layer.redis_subscribe(shard, &own).await?;
         for (index, queued) in queues.into_iter().enumerate() {
             layer.spawn_listener(index);
-            tokio::spawn(publish_queued(Arc::downgrade(&layer.inner), index, queued));
+            tokio::spawn(pipeline::run(Arc::downgrade(&layer.inner), index, queued));
         }
         Ok(layer)
     }
@@ -318,17 +312,17 @@ impl RedisChannelLayer {
         let shard = self.shard(&channel);
         // While the server is known to be down, deliver to this process' members straight away.
         if shard.connected.load(Ordering::SeqCst) {
-            let outgoing = Outgoing {
-                payload: wire::group_payload(message.json()),
+            let outgoing = Outgoing::Publish {
                 channel,
                 group: group.to_owned(),
                 envelope: message,
             };
             return match shard.outgoing.send(outgoing).await {
                 Ok(()) => Ok(()),
-                Err(mpsc::error::SendError(outgoing)) => {
-                    self.inner.local.group_send(group, outgoing.envelope).await
+                Err(mpsc::error::SendError(Outgoing::Publish { envelope, .. })) => {
+                    self.inner.local.group_send(group, envelope).await
                 }
+                Err(mpsc::error::SendError(Outgoing::Push { .. })) => Ok(()),
             };
         }
         self.inner.local.group_send(group, message).await
@@ -353,6 +347,11 @@ impl RedisChannelLayer {
 
     /// A send to a named channel: pushed on a Redis list that one worker, in whichever
     /// process, pops — Channels' queue semantics, bounded by the layer's capacity.
+    ///
+    /// The push goes through the ordered per-server pipeline, so the sender waits for a queue
+    /// slot, not a round trip. The capacity is checked atomically in Redis when the push is
+    /// made: a message that finds the list full is dropped (and logged), and sends to that
+    /// channel then fail with [`Error::ChannelFull`] for [`pipeline::FULL_BACKOFF`].
     async fn queue_push(&self, name: &str, message: Arc<Envelope>) -> Result<()> {
         let key = self.queue_key(name);
         let shard = self.shard(&key);
@@ -362,27 +361,29 @@ impl RedisChannelLayer {
             }
             shard.available()?;
         }
-        let capacity = self.inner.layer_config.capacity;
-        let expiry = i64::try_from(self.inner.layer_config.expiry.as_secs().max(1)).unwrap_or(60);
-        // One atomic round trip: refuse when full, else push and renew the expiry.
-        let push = shard.publisher.eval::<i64, _, _, _>(
-            QUEUE_PUSH,
-            key.clone(),
-            vec![
-                message.json().to_owned(),
-                capacity.to_string(),
-                expiry.to_string(),
-            ],
-        );
-        match tokio::time::timeout(self.inner.command_timeout, push).await {
-            Ok(Ok(1)) => Ok(()),
-            Ok(Ok(_)) => Err(Error::ChannelFull(name.to_owned())),
-            Ok(Err(err)) => Err(Error::Layer(format!("queueing on {}: {err}", shard.url))),
-            Err(_) => Err(Error::Layer(format!(
-                "queueing on {}: timed out",
-                shard.url
-            ))),
+        if self.refuses(name) {
+            return Err(Error::ChannelFull(name.to_owned()));
         }
+        let push = Outgoing::Push {
+            key,
+            name: name.to_owned(),
+            envelope: message,
+        };
+        shard
+            .outgoing
+            .send(push)
+            .await
+            .map_err(|_| Error::Layer("the Redis layer has stopped".into()))
+    }
+
+    /// Whether a named channel was found full less than [`pipeline::FULL_BACKOFF`] ago.
+    fn refuses(&self, name: &str) -> bool {
+        let full = self
+            .inner
+            .full_channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        !full.is_empty() && full.get(name).is_some_and(|until| *until > Instant::now())
     }
 
     async fn do_receive_channel(&self, name: &str) -> Result<ChannelReceiver> {
@@ -403,11 +404,6 @@ impl RedisChannelLayer {
         Ok(receiver)
     }
 }
-
-/// Pushes ARGV[1] on the list KEYS[1] unless it holds ARGV[2] items already; the list expires
-/// ARGV[3] seconds after the last push. Returns 1 when pushed, 0 when full.
-const QUEUE_PUSH: &str = "if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end \
-redis.call('LPUSH', KEYS[1], ARGV[1]) redis.call('EXPIRE', KEYS[1], ARGV[3]) return 1";
 
 /// The process part of a `specific.<process>!<n>` channel name.
 fn owner_process(channel: &str) -> Option<&str> {
@@ -461,7 +457,7 @@ async fn connect_shard(
         .map_err(|err| Error::Layer(format!("Redis subscriber for {url}: {err}")))?;
     init(&publisher, url, config.connect_timeout).await?;
     init(&subscriber, url, config.connect_timeout).await?;
-    let (outgoing, queued) = mpsc::channel(OUTGOING_CAPACITY);
+    let (outgoing, queued) = mpsc::channel(pipeline::OUTGOING_CAPACITY);
     Ok((
         Shard {
             url: url.to_owned(),
@@ -473,52 +469,6 @@ async fn connect_shard(
         },
         queued,
     ))
-}
-
-/// Publishes one server's queued group messages: everything already queued (up to
-/// [`PIPELINE_BATCH`]) goes out in one pipeline, in order. A batch that cannot be published is
-/// delivered to this process' members, as a direct group send would be during an outage.
-async fn publish_queued(
-    weak: std::sync::Weak<Inner>,
-    index: usize,
-    mut queued: mpsc::Receiver<Outgoing>,
-) {
-    let mut batch = Vec::with_capacity(PIPELINE_BATCH);
-    while queued.recv_many(&mut batch, PIPELINE_BATCH).await > 0 {
-        let Some(inner) = weak.upgrade() else { return };
-        let shard = &inner.shards[index];
-        let published = if shard.connected.load(Ordering::SeqCst) {
-            let pipeline = shard.publisher.pipeline();
-            let mut queued_ok = true;
-            for outgoing in &batch {
-                queued_ok &= pipeline
-                    .publish::<(), _, _>(outgoing.channel.clone(), outgoing.payload.clone())
-                    .await
-                    .is_ok();
-            }
-            queued_ok
-                && matches!(
-                    tokio::time::timeout(
-                        inner.command_timeout,
-                        pipeline.all::<fred::types::Value>()
-                    )
-                    .await,
-                    Ok(Ok(_))
-                )
-        } else {
-            false
-        };
-        if !published {
-            tracing::warn!(url = %shard.url, messages = batch.len(), "Redis unavailable: group messages delivered to this process' members only");
-            for outgoing in batch.drain(..) {
-                let _ = inner
-                    .local
-                    .group_send(&outgoing.group, outgoing.envelope)
-                    .await;
-            }
-        }
-        batch.clear();
-    }
 }
 
 /// Connects one client, failing clearly instead of retrying for ever at start-up.
@@ -581,20 +531,24 @@ async fn listen(
     }
 }
 
-/// Moves a named channel's Redis list into the local receiver, one message at a time, as long
-/// as the receiver lives. A full local queue stops the popping (the list holds the rest).
+/// Most messages taken from a named channel's list in one round trip.
+const POP_BATCH: usize = 64;
+
+/// Moves a named channel's Redis list into the local receiver as long as the receiver lives:
+/// one blocking pop, then whatever else is waiting (up to [`POP_BATCH`]) in one more round
+/// trip. A full local queue stops the popping (the list holds the rest).
 async fn pump_queue(
     client: fred::clients::Client,
     key: String,
     name: String,
     local: InMemoryChannelLayer,
 ) {
-    let mut held: Option<Arc<Envelope>> = None;
+    let mut held: VecDeque<Arc<Envelope>> = VecDeque::with_capacity(POP_BATCH);
     while local.has_channel(&name) {
-        if let Some(envelope) = held.take() {
+        if let Some(envelope) = held.pop_front() {
             match local.send(&name, Arc::clone(&envelope)).await {
                 Err(Error::ChannelFull(_)) => {
-                    held = Some(envelope);
+                    held.push_front(envelope);
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 Err(err) => {
@@ -606,7 +560,18 @@ async fn pump_queue(
         }
         // A short block, so a dropped receiver is noticed within a second.
         match client.brpop::<Option<(String, String)>, _>(&key, 1.0).await {
-            Ok(Some((_, json))) => held = Some(Envelope::from_json(json)),
+            Ok(Some((_, json))) => {
+                held.push_back(Envelope::from_json(json));
+                match client
+                    .rpop::<Option<Vec<String>>, _>(&key, Some(POP_BATCH - 1))
+                    .await
+                {
+                    Ok(more) => held.extend(more.into_iter().flatten().map(Envelope::from_json)),
+                    Err(err) => {
+                        tracing::warn!(channel = %name, error = %err, "reading the worker queue failed; retrying")
+                    }
+                }
+            }
             Ok(None) => {}
             // fred reports BRPOP's "nothing arrived" as a timeout error.
             Err(err) if *err.kind() == fred::error::ErrorKind::Timeout => {}
@@ -647,7 +612,10 @@ async fn resubscribe(inner: &Arc<Inner>, index: usize) {
     }
 }
 
-/// Hands one received Redis message to local channels or groups, decoded once.
+/// Events of a batch delivered between two turns given to the consumers.
+const YIELD_EVERY: usize = 8;
+
+/// Hands one received Redis message to local channels or groups, each event decoded once.
 async fn deliver(inner: &Inner, message: &RedisMessage) {
     let Some(text) = message.value.as_str() else {
         tracing::warn!(channel = %&*message.channel, "non-text payload on a switchboard channel: dropped");
@@ -660,18 +628,23 @@ async fn deliver(inner: &Inner, message: &RedisMessage) {
             return;
         }
     };
-    let envelope = Envelope::from_json(payload.message.get().to_owned());
-    let group_prefix = format!("{}:group:", inner.prefix);
-    let result = match (
-        message.channel.strip_prefix(group_prefix.as_str()),
-        payload.channel,
-    ) {
-        (Some(group), _) => inner.local.group_send(group, envelope).await,
-        (None, Some(channel)) => inner.local.send(channel, envelope).await,
-        (None, None) => Ok(()),
-    };
-    if let Err(err) = result {
-        tracing::warn!(channel = %&*message.channel, error = %err, "local delivery failed");
+    let group = message.channel.strip_prefix(inner.group_prefix.as_str());
+    for (n, event) in payload.events.into_iter().enumerate() {
+        // A batch can hold more messages than a member's queue: let the members' consumers
+        // take what they were given before the next ones, or a burst would overflow queues
+        // that are being read.
+        if n > 0 && n % YIELD_EVERY == 0 {
+            tokio::task::yield_now().await;
+        }
+        let envelope = Envelope::from_json(event.get().to_owned());
+        let result = match (group, payload.channel) {
+            (Some(group), _) => inner.local.group_send(group, envelope).await,
+            (None, Some(channel)) => inner.local.send(channel, envelope).await,
+            (None, None) => Ok(()),
+        };
+        if let Err(err) = result {
+            tracing::warn!(channel = %&*message.channel, error = %err, "local delivery failed");
+        }
     }
 }
 

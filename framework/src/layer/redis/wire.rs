@@ -1,49 +1,83 @@
-//! The wire format of messages published through Redis (version 1, documented in
-//! `docs/scaling.md`).
+//! The wire format of messages published through Redis (documented in `docs/scaling.md`).
 //!
 //! A group message is published on `{prefix}:group:{group}` as `{"v":1,"message":EVENT}`; a
 //! direct message on `{prefix}:process:{process}` as `{"v":1,"channel":NAME,"message":EVENT}`,
-//! where `EVENT` is the event's own JSON object, untouched.
+//! where `EVENT` is the event's own JSON object, untouched. Several messages for one group that
+//! were queued together travel as one batch, `{"v":2,"messages":[EVENT,...]}`, in order.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// The version this build writes and reads.
-pub(crate) const VERSION: u32 = 1;
+/// One message: the version this build writes for a single event.
+pub(crate) const SINGLE: u32 = 1;
 
-/// A decoded payload, borrowing the event's JSON text from the payload.
+/// A batch of events for one group; readers of version 1 only refuse it with a log line.
+pub(crate) const BATCH: u32 = 2;
+
+/// A decoded payload, borrowing the events' JSON text from the payload.
 #[derive(Debug, Deserialize)]
-pub(crate) struct Payload<'a> {
-    pub v: u32,
+struct Raw<'a> {
+    v: u32,
     #[serde(default)]
-    pub channel: Option<&'a str>,
-    #[serde(borrow)]
-    pub message: &'a RawValue,
+    channel: Option<&'a str>,
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    messages: Option<Vec<&'a RawValue>>,
 }
 
-/// Wraps an event for a group.
-pub(crate) fn group_payload(event_json: &str) -> String {
-    format!("{{\"v\":{VERSION},\"message\":{event_json}}}")
+/// What a payload carries: for a direct message the target channel, and the events in order.
+#[derive(Debug)]
+pub(crate) struct Payload<'a> {
+    pub channel: Option<&'a str>,
+    pub events: Vec<&'a RawValue>,
+}
+
+/// Wraps events for a group: one event as version 1, several as a version 2 batch.
+pub(crate) fn group_payload(events: &[&str]) -> String {
+    if let [event] = events {
+        return format!("{{\"v\":{SINGLE},\"message\":{event}}}");
+    }
+    let length = events.iter().map(|e| e.len() + 1).sum::<usize>() + 24;
+    let mut payload = String::with_capacity(length);
+    payload.push_str(&format!("{{\"v\":{BATCH},\"messages\":["));
+    for (n, event) in events.iter().enumerate() {
+        if n > 0 {
+            payload.push(',');
+        }
+        payload.push_str(event);
+    }
+    payload.push_str("]}");
+    payload
 }
 
 /// Wraps an event for one channel of another process.
 pub(crate) fn direct_payload(channel: &str, event_json: &str) -> Result<String, serde_json::Error> {
     let channel = serde_json::to_string(channel)?;
     Ok(format!(
-        "{{\"v\":{VERSION},\"channel\":{channel},\"message\":{event_json}}}"
+        "{{\"v\":{SINGLE},\"channel\":{channel},\"message\":{event_json}}}"
     ))
 }
 
-/// Reads a payload, refusing other versions.
+/// Reads a payload, refusing unknown versions and shapes.
 pub(crate) fn parse(payload: &str) -> Result<Payload<'_>, String> {
-    let parsed: Payload<'_> = serde_json::from_str(payload).map_err(|e| e.to_string())?;
-    if parsed.v != VERSION {
-        return Err(format!(
-            "wire format version {} (this process reads {VERSION})",
-            parsed.v
-        ));
-    }
-    Ok(parsed)
+    let raw: Raw<'_> = serde_json::from_str(payload).map_err(|e| e.to_string())?;
+    let events = match (raw.v, raw.message, raw.messages) {
+        (SINGLE, Some(message), None) => vec![message],
+        (BATCH, None, Some(messages)) if raw.channel.is_none() => messages,
+        (SINGLE | BATCH, _, _) => {
+            return Err(format!("malformed version {} payload", raw.v));
+        }
+        (other, _, _) => {
+            return Err(format!(
+                "wire format version {other} (this process reads {SINGLE} and {BATCH})"
+            ));
+        }
+    };
+    Ok(Payload {
+        channel: raw.channel,
+        events,
+    })
 }
 
 #[cfg(test)]
@@ -53,21 +87,35 @@ mod tests {
     #[test]
     fn round_trips_without_touching_the_event() {
         let event = r#"{"type":"chat.message","message":"hé \"x\""}"#;
-        let group = group_payload(event);
+        let group = group_payload(&[event]);
+        assert!(group.starts_with(r#"{"v":1,"message":"#));
         let parsed = parse(&group).unwrap();
-        assert_eq!(parsed.message.get(), event);
+        assert_eq!(parsed.events.len(), 1);
+        assert_eq!(parsed.events[0].get(), event);
         assert_eq!(parsed.channel, None);
 
         let direct = direct_payload("specific.ab!1", event).unwrap();
         let parsed = parse(&direct).unwrap();
         assert_eq!(parsed.channel, Some("specific.ab!1"));
-        assert_eq!(parsed.message.get(), event);
+        assert_eq!(parsed.events[0].get(), event);
+    }
+
+    #[test]
+    fn batches_keep_their_order() {
+        let events = [r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":3}"#];
+        let batch = group_payload(&events);
+        let parsed = parse(&batch).unwrap();
+        let got: Vec<&str> = parsed.events.iter().map(|e| e.get()).collect();
+        assert_eq!(got, events);
     }
 
     #[test]
     fn refuses_garbage_and_other_versions() {
         assert!(parse("not json").is_err());
-        assert!(parse(r#"{"v":2,"message":{}}"#).is_err());
+        assert!(parse(r#"{"v":3,"message":{}}"#).is_err());
         assert!(parse(r#"{"v":1}"#).is_err());
+        assert!(parse(r#"{"v":2,"message":{}}"#).is_err());
+        assert!(parse(r#"{"v":2,"channel":"a","messages":[{}]}"#).is_err());
+        assert!(parse(r#"{"v":1,"message":{},"messages":[{}]}"#).is_err());
     }
 }
