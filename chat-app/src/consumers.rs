@@ -1,5 +1,7 @@
 //! The chat consumer: one per WebSocket, one group per room.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rand::Rng;
 use switchboard::prelude::*;
 
@@ -55,8 +57,6 @@ pub struct ChatConsumer {
     group: String,
     display_name: String,
     history: History,
-    /// Whether the last message could not be handed to the history worker.
-    history_failing: bool,
     /// Messages said so far, to make each history entry's id unique.
     said: u64,
 }
@@ -69,7 +69,6 @@ impl ChatConsumer {
             group: String::new(),
             display_name: String::new(),
             history,
-            history_failing: false,
             said: 0,
         }
     }
@@ -78,6 +77,29 @@ impl ChatConsumer {
 /// A guest name that stays the same for the whole connection.
 fn guest_name() -> String {
     format!("guest-{:04}", rand::rng().random_range(0..10_000))
+}
+
+/// Seconds between two "not added to the history" warnings of this process: under overload
+/// every message fails alike, and a line per message would cost more than the message.
+const HISTORY_WARNING_INTERVAL: u64 = 10;
+
+/// Logs a message left out of the history, at most once per [`HISTORY_WARNING_INTERVAL`], with
+/// how many were left out since the last line.
+fn history_not_written(room: &str, err: &Error) {
+    static LAST_WARNING: AtomicU64 = AtomicU64::new(0);
+    static SKIPPED: AtomicU64 = AtomicU64::new(0);
+    let now = now_micros() / 1_000_000;
+    let last = LAST_WARNING.load(Ordering::Relaxed);
+    if now >= last + HISTORY_WARNING_INTERVAL
+        && LAST_WARNING
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        let also = SKIPPED.swap(0, Ordering::Relaxed);
+        tracing::warn!(%room, error = %err, also_not_written = also, "message not added to the history");
+    } else {
+        SKIPPED.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Microseconds since the Unix epoch (0 for a clock set before 1970).
@@ -154,14 +176,8 @@ impl JsonWebsocketConsumer for ChatConsumer {
         };
         ws.group_send(&self.group, &event).await?;
         // History is best effort: a full or absent history worker must not cost the chat.
-        match ws.send(HISTORY_CHANNEL, &remember).await {
-            Ok(()) => self.history_failing = false,
-            // Once per episode: a stuck history worker must not flood the log.
-            Err(err) if !self.history_failing => {
-                self.history_failing = true;
-                tracing::warn!(room = %self.room, error = %err, "messages not added to the history until the worker catches up");
-            }
-            Err(_) => {}
+        if let Err(err) = ws.send(HISTORY_CHANNEL, &remember).await {
+            history_not_written(&self.room, &err);
         }
         Ok(())
     }

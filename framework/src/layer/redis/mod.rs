@@ -613,7 +613,7 @@ async fn resubscribe(inner: &Arc<Inner>, index: usize) {
 }
 
 /// Events of a batch delivered between two turns given to the consumers.
-const YIELD_EVERY: usize = 8;
+const YIELD_EVERY: usize = 32;
 
 /// Hands one received Redis message to local channels or groups, each event decoded once.
 async fn deliver(inner: &Inner, message: &RedisMessage) {
