@@ -314,7 +314,7 @@ async fn run_route(
             },
         };
         let job = gather(&route, first, &mut receiver);
-        spawn_job(&route, &ctx, &mut handling, permit, job);
+        run_job(&route, &ctx, &mut handling, permit, job).await;
     }
     // Stop receiving, then drain what this process already holds, within a bound.
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
@@ -324,7 +324,7 @@ async fn run_route(
                 break;
             };
             let job = gather(&route, first, &mut receiver);
-            spawn_job(&route, &ctx, &mut handling, permit, job);
+            run_job(&route, &ctx, &mut handling, permit, job).await;
         }
         drop(receiver);
         while let Some(done) = handling.join_next().await {
@@ -361,24 +361,38 @@ fn gather(
     job
 }
 
-fn spawn_job(
+async fn run_job(
     route: &Route,
     ctx: &WorkerContext,
     handling: &mut JoinSet<Result<()>>,
     permit: OwnedSemaphorePermit,
     job: Vec<Arc<Envelope>>,
 ) {
-    let worker = Arc::clone(&route.worker);
-    let ctx = ctx.clone();
-    let batched = route.batch > 0;
+    let work = handle_job(Arc::clone(&route.worker), ctx.clone(), job, route.batch > 0);
+    if route.concurrency == 1 {
+        // One at a time: handled right here, without a task per message.
+        report(&route.channel, Ok(work.await));
+        drop(permit);
+        return;
+    }
     handling.spawn(async move {
         let _permit = permit;
-        // A panic is reported like an error: one bad message must not stop the worker.
-        AssertUnwindSafe(worker.handle_envelopes(ctx, job, batched))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|panic| Err(Error::Custom(panic_message(&panic))))
+        work.await
     });
+}
+
+/// Decodes and handles one job; a panic is reported like an error, so one bad message does not
+/// stop the worker.
+async fn handle_job(
+    worker: Arc<dyn DynWorker>,
+    ctx: WorkerContext,
+    job: Vec<Arc<Envelope>>,
+    batched: bool,
+) -> Result<()> {
+    AssertUnwindSafe(worker.handle_envelopes(ctx, job, batched))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| Err(Error::Custom(panic_message(&panic))))
 }
 
 fn report(channel: &str, done: std::result::Result<Result<()>, tokio::task::JoinError>) {
