@@ -163,7 +163,7 @@ impl JsonWebsocketConsumer for ChatConsumer {
                 .await;
         }
         self.said += 1;
-        let remember = HistoryMessage::Append {
+        let remember = HistoryMessage {
             room: self.room.clone(),
             message: input.message.clone(),
             user: self.display_name.clone(),

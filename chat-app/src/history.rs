@@ -28,26 +28,27 @@ pub struct HistoryEntry {
     pub user: String,
 }
 
-/// What the history worker is sent.
+/// What the history worker is sent: `{"type": "history.append", "room": …, …}`, the one
+/// message of its channel.
+///
+/// A struct rather than a one-variant `#[serde(tag = "type")]` enum: it is encoded with the
+/// same `"type"`, but decoded without serde buffering every field of an internally tagged
+/// enum first — this runs once per chat message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub enum HistoryMessage {
-    /// Remember a message of a room.
-    #[serde(rename = "history.append")]
-    Append {
-        /// The room name.
-        room: String,
-        /// The text.
-        message: String,
-        /// Who said it.
-        user: String,
-        /// When the server received it, in microseconds since the Unix epoch: the order of
-        /// the history, whichever worker writes it.
-        at: u64,
-        /// Unique among all messages (the sender's channel name and a counter), so two equal
-        /// texts are two entries.
-        id: String,
-    },
+#[serde(tag = "type", rename = "history.append")]
+pub struct HistoryMessage {
+    /// The room name.
+    pub room: String,
+    /// The text.
+    pub message: String,
+    /// Who said it.
+    pub user: String,
+    /// When the server received it, in microseconds since the Unix epoch: the order of the
+    /// history, whichever worker writes it.
+    pub at: u64,
+    /// Unique among all messages (the sender's channel name and a counter), so two equal texts
+    /// are two entries.
+    pub id: String,
 }
 
 /// A history entry as stored in Redis.
@@ -110,7 +111,7 @@ impl History {
             History::Memory(rooms) => {
                 // One process, one worker: arrival order is the order they were sent in.
                 let mut rooms = Self::lock(rooms);
-                for HistoryMessage::Append {
+                for HistoryMessage {
                     room,
                     message,
                     user,
@@ -130,7 +131,7 @@ impl History {
             }
             History::Redis { client, prefix } => {
                 let mut per_room: Vec<(&str, Vec<(f64, String)>)> = Vec::new();
-                for HistoryMessage::Append {
+                for HistoryMessage {
                     room,
                     message,
                     user,
@@ -265,7 +266,7 @@ mod tests {
     }
 
     fn said(room: &str, n: usize) -> HistoryMessage {
-        HistoryMessage::Append {
+        HistoryMessage {
             room: room.into(),
             message: format!("m{n}"),
             user: "u".into(),
@@ -287,5 +288,13 @@ mod tests {
         assert_eq!(a[HISTORY_LIMIT - 1], entry(HISTORY_LIMIT + 4));
         assert_eq!(history.recent("b").await.unwrap(), [entry(0)]);
         assert!(history.recent("never").await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn history_messages_say_their_type() {
+        let encoded = serde_json::to_value(said("a", 1)).unwrap();
+        assert_eq!(encoded["type"], "history.append");
+        let decoded: HistoryMessage = serde_json::from_value(encoded).unwrap();
+        assert_eq!((decoded.room.as_str(), decoded.at), ("a", 1));
     }
 }
