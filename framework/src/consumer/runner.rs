@@ -80,7 +80,8 @@ async fn open<C: WebsocketConsumer>(
 
     // The server answers 503 itself when connect() outlasts the connect timeout; connect() is
     // then dropped where it stands, and the consumer still gets its disconnect().
-    let abandoned = ws.conn().abandoned.clone();
+    // Never missing here; a token nobody cancels would be the right stand-in anyway.
+    let abandoned = ws.conn().abandoned.take().unwrap_or_default();
     let connected = tokio::select! {
         connected = consumer.connect(&mut ws) => Some(connected),
         () = abandoned.cancelled() => None,
