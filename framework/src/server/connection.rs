@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::FutureExt;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -117,37 +117,12 @@ fn scope_for(
     local: Option<SocketAddr>,
 ) -> Scope {
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let mut scope = Scope::new(protocol, path_and_query).with_headers(copy_headers(&parts.headers));
+    // Copied: hyper's values are slices of its 8 KiB read buffer, which the scope would keep.
+    let mut scope = Scope::new(protocol, path_and_query).with_headers(&parts.headers);
     scope.method = parts.method;
     scope.client = Some(peer);
     scope.server = local;
     scope
-}
-
-/// hyper's header names and values are slices of its 8 KiB read buffer, which would live as long
-/// as the WebSocket's scope; copied out, it is freed after the upgrade. The values share one
-/// allocation instead of one each, and the map is sized once for what it holds.
-fn copy_headers(headers: &http::HeaderMap) -> http::HeaderMap {
-    let values: usize = headers.values().map(http::HeaderValue::len).sum();
-    let mut buffer = BytesMut::with_capacity(values);
-    for value in headers.values() {
-        buffer.extend_from_slice(value.as_bytes());
-    }
-    let mut buffer = buffer.freeze();
-    let mut copy = http::HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        let bytes = buffer.split_to(value.len());
-        // Standard names are static; others get a copy of their own.
-        let Ok(name) = http::HeaderName::from_bytes(name.as_str().as_bytes()) else {
-            continue;
-        };
-        let Ok(mut shared) = http::HeaderValue::from_maybe_shared(bytes) else {
-            continue;
-        };
-        shared.set_sensitive(value.is_sensitive());
-        copy.append(name, shared);
-    }
-    copy
 }
 
 async fn respond_http<A: Application>(
@@ -286,30 +261,5 @@ async fn respond_websocket<A: Application>(
             }
             plain_response(StatusCode::SERVICE_UNAVAILABLE)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use http::{HeaderMap, HeaderValue};
-
-    use super::copy_headers;
-
-    #[test]
-    fn copied_headers_keep_every_value_in_order() {
-        let mut headers = HeaderMap::new();
-        headers.append("host", HeaderValue::from_static("example.com"));
-        headers.append("cookie", HeaderValue::from_static("a=1"));
-        headers.append("x-custom", HeaderValue::from_static(""));
-        headers.append("cookie", HeaderValue::from_static("b=2"));
-        let mut secret = HeaderValue::from_static("Bearer t");
-        secret.set_sensitive(true);
-        headers.append("authorization", secret);
-
-        let copy = copy_headers(&headers);
-        assert_eq!(copy, headers);
-        let cookies: Vec<_> = copy.get_all("cookie").iter().collect();
-        assert_eq!(cookies, ["a=1", "b=2"]);
-        assert!(copy["authorization"].is_sensitive());
     }
 }
