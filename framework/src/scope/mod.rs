@@ -21,7 +21,7 @@ pub(crate) use build::parse_cookies;
 pub use headers::Headers;
 pub use query::QueryParams;
 pub use session::{Session, SessionData};
-pub use url_route::UrlRoute;
+pub use url_route::{Kwargs, UrlRoute};
 pub use user::User;
 
 use crate::{Error, Result};
