@@ -216,7 +216,9 @@ pub struct WebsocketConnection {
     upgrade: Option<BoxFuture<'static, Option<BoxTransport>>>,
     pub(crate) shutdown: CancellationToken,
     /// Cancelled when the server stops waiting for the handshake answer (connect timeout).
-    pub(crate) abandoned: CancellationToken,
+    /// The consumer's runner takes it for the handshake only: kept, the token's allocation
+    /// would live as long as the connection.
+    pub(crate) abandoned: Option<CancellationToken>,
     pub(crate) keepalive: Option<Keepalive>,
     pub(crate) tasks: Option<TaskTracker>,
 }
@@ -246,7 +248,7 @@ impl WebsocketConnection {
             answer: Some(answer),
             upgrade: Some(upgrade),
             shutdown,
-            abandoned: CancellationToken::new(),
+            abandoned: Some(CancellationToken::new()),
             keepalive: None,
             tasks: None,
         }

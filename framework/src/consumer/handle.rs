@@ -202,6 +202,8 @@ impl Websocket {
     pub async fn group_add(&mut self, group: &str) -> Result<()> {
         self.layer.group_add(group, &self.channel_name).await?;
         if !self.groups.iter().any(|g| g == group) {
+            // Most consumers join one or two groups; a doubling Vec would start at four.
+            self.groups.reserve_exact(1);
             self.groups.push(group.to_owned());
         }
         Ok(())

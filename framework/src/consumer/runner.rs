@@ -1,5 +1,6 @@
 //! The loop that drives one consumer over one connection.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,47 +25,72 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 const EVENT_BATCH: usize = 64;
 
 /// Runs a consumer from handshake to disconnect.
-pub(crate) async fn run<C: WebsocketConsumer>(
+///
+/// Not an `async fn`: an async fn keeps its arguments in its state machine for its whole life,
+/// and here they (the scope above all) would sit there next to the copies `open` moves into the
+/// `Websocket`, in every idle connection's task. Only a box is captured instead, and the one-off
+/// steps before and after `serve` are boxed too, so the task holds just what the open
+/// connection needs: the consumer, its handle and channel, and `serve`'s state.
+pub(crate) fn run<C: WebsocketConsumer>(
+    consumer: C,
+    scope: Scope,
+    conn: WebsocketConnection,
+) -> impl Future<Output = ()> + Send {
+    let opening = Box::pin(open(consumer, scope, conn));
+    async move {
+        let Some((mut consumer, mut ws, mut channel)) = opening.await else {
+            return;
+        };
+        let code = match ws.state {
+            State::Open => serve(&mut consumer, &mut ws, &mut channel).await,
+            _ => not_served(&mut ws).await,
+        };
+        Box::pin(finish(consumer, ws, code)).await;
+    }
+}
+
+/// Gets a channel, joins the consumer's groups and runs `connect()`; `None` when the handshake
+/// was refused before `connect()` could run (nothing is left to clean up then).
+async fn open<C: WebsocketConsumer>(
     mut consumer: C,
     scope: Scope,
     conn: WebsocketConnection,
-) {
+) -> Option<(C, Websocket, ChannelReceiver)> {
     let layer = Arc::clone(&conn.layer);
-    let path = scope.path.clone();
-    let mut channel = match layer.new_channel().await {
+    let channel = match layer.new_channel().await {
         Ok(channel) => channel,
         Err(err) => {
-            tracing::error!(%path, error = %err, "no channel from the channel layer; refusing the handshake");
+            tracing::error!(path = %scope.path, error = %err, "no channel from the channel layer; refusing the handshake");
             conn.answer(HandshakeAnswer::Deny {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
             });
-            return;
+            return None;
         }
     };
     let mut ws = Websocket::new(scope, channel.name().to_owned(), conn);
 
     for group in consumer.groups() {
         if let Err(err) = ws.group_add(&group).await {
-            tracing::error!(%path, %group, error = %err, "joining the consumer's groups failed; refusing the handshake");
+            tracing::error!(path = %ws.scope().path, %group, error = %err, "joining the consumer's groups failed; refusing the handshake");
             let _ = ws.deny_with(StatusCode::INTERNAL_SERVER_ERROR);
             leave_groups(&mut ws).await;
-            return;
+            return None;
         }
     }
 
     // The server answers 503 itself when connect() outlasts the connect timeout; connect() is
     // then dropped where it stands, and the consumer still gets its disconnect().
-    let abandoned = ws.conn().abandoned.clone();
+    // Never missing here; a token nobody cancels would be the right stand-in anyway.
+    let abandoned = ws.conn().abandoned.take().unwrap_or_default();
     let connected = tokio::select! {
-        // Boxed, like disconnect(): one-off steps should not set the size of the state machine
-        // that lives as long as the connection.
-        connected = Box::pin(consumer.connect(&mut ws)) => Some(connected),
+        connected = consumer.connect(&mut ws) => Some(connected),
         () = abandoned.cancelled() => None,
     };
     let connected = connected.unwrap_or_else(|| {
         ws.state = State::Denied(StatusCode::SERVICE_UNAVAILABLE);
         Ok(())
     });
+    let path = &ws.scope().path;
     match (&connected, ws.state) {
         (Ok(()), State::Connecting) => {
             tracing::debug!(%path, "connect() returned without accept(): refusing with 403");
@@ -81,29 +107,35 @@ pub(crate) async fn run<C: WebsocketConsumer>(
         (Err(err), _) => tracing::error!(%path, error = %err, "connect() failed"),
         (Ok(()), _) => {}
     }
+    if ws.state == State::Open {
+        tracing::info!(target: "switchboard::access", path = %ws.scope().path, channel = ws.channel_name(), "websocket connected");
+    }
+    Some((consumer, ws, channel))
+}
 
-    let code = match ws.state {
-        State::Open => {
-            tracing::info!(target: "switchboard::access", %path, channel = ws.channel_name(), "websocket connected");
-            serve(&mut consumer, &mut ws, &mut channel).await
-        }
+/// The close code of a connection that never reached `serve`.
+async fn not_served(ws: &mut Websocket) -> CloseCode {
+    match ws.state {
         State::Closed(code) => {
-            finish_close(&mut ws).await;
+            finish_close(ws).await;
             code
         }
         State::Denied(status) => {
-            tracing::info!(target: "switchboard::access", %path, status = status.as_u16(), "websocket rejected");
+            tracing::info!(target: "switchboard::access", path = %ws.scope().path, status = status.as_u16(), "websocket rejected");
             CloseCode::Abnormal
         }
-        State::Connecting => CloseCode::Abnormal,
-    };
+        State::Open | State::Connecting => CloseCode::Abnormal,
+    }
+}
 
-    if let Err(err) = Box::pin(consumer.disconnect(&mut ws, code)).await {
-        tracing::error!(%path, error = %err, "disconnect() failed");
+/// `disconnect()`, then the groups are left.
+async fn finish<C: WebsocketConsumer>(mut consumer: C, mut ws: Websocket, code: CloseCode) {
+    if let Err(err) = consumer.disconnect(&mut ws, code).await {
+        tracing::error!(path = %ws.scope().path, error = %err, "disconnect() failed");
     }
     leave_groups(&mut ws).await;
     if matches!(ws.state, State::Open | State::Closed(_)) {
-        tracing::info!(target: "switchboard::access", %path, code = u16::from(code), "websocket disconnected");
+        tracing::info!(target: "switchboard::access", path = %ws.scope().path, code = u16::from(code), "websocket disconnected");
     }
 }
 

@@ -66,10 +66,12 @@ struct Member {
     missing: bool,
 }
 
+/// Channel names are shared between the channel map and every group the channel is in: one
+/// allocation per channel, not one per membership.
 #[derive(Default)]
 struct State {
-    channels: HashMap<String, Queue>,
-    groups: HashMap<String, HashMap<String, Member>>,
+    channels: HashMap<Arc<str>, Queue>,
+    groups: HashMap<String, HashMap<Arc<str>, Member>>,
 }
 
 struct Inner {
@@ -159,7 +161,10 @@ impl InMemoryChannelLayer {
         let n = self.inner.next_channel.fetch_add(1, Ordering::Relaxed);
         let name = format!("specific.{}!{n}", self.inner.process);
         let (tx, rx) = mpsc::channel(self.inner.config.capacity);
-        self.inner.state().channels.insert(name.clone(), tx);
+        self.inner
+            .state()
+            .channels
+            .insert(Arc::from(name.as_str()), tx);
         self.receiver(name, rx)
     }
 
@@ -186,7 +191,7 @@ impl InMemoryChannelLayer {
                     "channel {name:?} already has a receiver in this process"
                 )));
             }
-            state.channels.insert(name.to_owned(), tx);
+            state.channels.insert(Arc::from(name), tx);
         }
         Ok(self.receiver(name.to_owned(), rx))
     }
@@ -226,13 +231,17 @@ impl InMemoryChannelLayer {
         validate_group_name(group)?;
         validate_channel_name(channel)?;
         let mut state = self.inner.state();
-        let Some(queue) = state.channels.get(channel).cloned() else {
+        let Some((name, queue)) = state
+            .channels
+            .get_key_value(channel)
+            .map(|(name, queue)| (Arc::clone(name), queue.clone()))
+        else {
             return Err(Error::Layer(format!(
                 "channel {channel:?} does not belong to this in-memory layer; use the channel name the layer gave the consumer"
             )));
         };
         state.groups.entry(group.to_owned()).or_default().insert(
-            channel.to_owned(),
+            name,
             Member {
                 queue,
                 joined: Instant::now(),

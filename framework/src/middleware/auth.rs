@@ -122,7 +122,6 @@ fn token(scope: &Scope) -> Option<String> {
     let from_header = scope
         .headers
         .get_all(AUTHORIZATION)
-        .iter()
         .filter_map(|value| value.to_str().ok())
         .find_map(|value| {
             let (scheme, token) = value.trim().split_once(' ')?;
@@ -326,9 +325,10 @@ mod tests {
     fn scope(path: &str, headers: &[(&'static str, &str)]) -> Scope {
         let mut scope = Scope::new(Protocol::Websocket, path);
         for (name, value) in headers {
-            scope
-                .headers
-                .append(*name, HeaderValue::from_str(value).unwrap());
+            scope.headers.append(
+                http::HeaderName::from_static(name),
+                HeaderValue::from_str(value).unwrap(),
+            );
         }
         scope
     }

@@ -4,12 +4,12 @@
 //! says which site's page asked. Checking it before the handshake keeps other sites from
 //! talking to the application in a visitor's name (cross-site WebSocket hijacking).
 
+use http::StatusCode;
 use http::header::{HOST, ORIGIN};
 use http::uri::{Authority, Uri};
-use http::{HeaderMap, StatusCode};
 
 use crate::application::{Application, Connection};
-use crate::scope::{Protocol, Scope};
+use crate::scope::{Headers, Protocol, Scope};
 use crate::{Error, Result};
 
 /// Which origins may connect: a list of patterns, or the request's own host.
@@ -201,8 +201,8 @@ impl AllowedOrigins {
     }
 
     /// Whether a request with these headers may connect.
-    pub fn allows(&self, headers: &HeaderMap) -> bool {
-        let mut origins = headers.get_all(ORIGIN).iter();
+    pub fn allows(&self, headers: &Headers) -> bool {
+        let mut origins = headers.get_all(ORIGIN);
         let origin = match (origins.next(), origins.next()) {
             (None, _) => None,
             (Some(value), None) => Some(value.to_str().unwrap_or("")),
@@ -432,12 +432,12 @@ mod tests {
 
     #[test]
     fn several_or_non_text_origin_headers_are_refused() {
-        let mut headers = HeaderMap::new();
+        let mut headers = Headers::new();
         headers.append(ORIGIN, HeaderValue::from_static("http://a.com"));
         headers.append(ORIGIN, HeaderValue::from_static("http://a.com"));
         assert!(!allowed(&["a.com"]).allows(&headers));
         assert!(allowed(&["*"]).allows(&headers));
-        let mut binary = HeaderMap::new();
+        let mut binary = Headers::new();
         binary.insert(
             ORIGIN,
             HeaderValue::from_bytes(b"http://\xffa.com").unwrap(),
@@ -459,7 +459,8 @@ mod tests {
     async fn handshake(app: &impl Application, headers: &[(&'static str, &'static str)]) -> u16 {
         let mut scope = Scope::new(Protocol::Websocket, "/ws/");
         for (name, value) in headers {
-            scope.headers.append(*name, HeaderValue::from_static(value));
+            let name = http::HeaderName::from_static(name);
+            scope.headers.append(name, HeaderValue::from_static(value));
         }
         let (tx, rx) = oneshot::channel();
         let conn = WebsocketConnection::new(

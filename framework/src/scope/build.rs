@@ -1,9 +1,10 @@
 //! Parsing of the request parts a scope derives its fields from.
 
 use cookie::{Cookie, CookieJar};
-use http::HeaderMap;
 use http::header::{COOKIE, SEC_WEBSOCKET_PROTOCOL};
 use percent_encoding::percent_decode_str;
+
+use super::Headers;
 
 /// Percent-decodes a path; bytes that do not form UTF-8 become U+FFFD rather than an error,
 /// so a hostile path can only fail to match a route, never fail the request.
@@ -12,7 +13,7 @@ pub(crate) fn decode_path(raw: &str) -> String {
 }
 
 /// Every `Cookie` header's pairs, skipping the malformed ones.
-pub(crate) fn parse_cookies(headers: &HeaderMap) -> CookieJar {
+pub(crate) fn parse_cookies(headers: &Headers) -> CookieJar {
     let mut jar = CookieJar::new();
     for value in headers.get_all(COOKIE) {
         let Ok(text) = value.to_str() else { continue };
@@ -24,10 +25,9 @@ pub(crate) fn parse_cookies(headers: &HeaderMap) -> CookieJar {
 }
 
 /// Subprotocols offered in every `Sec-WebSocket-Protocol` header, in order.
-pub(crate) fn parse_subprotocols(headers: &HeaderMap) -> Vec<String> {
+pub(crate) fn parse_subprotocols(headers: &Headers) -> Vec<String> {
     headers
         .get_all(SEC_WEBSOCKET_PROTOCOL)
-        .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
@@ -39,7 +39,7 @@ pub(crate) fn parse_subprotocols(headers: &HeaderMap) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::{HeaderMap, HeaderValue};
 
     #[test]
     fn decodes_percent_escapes_and_survives_bad_utf8() {
@@ -53,7 +53,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append(COOKIE, HeaderValue::from_static("a=1; b=two%20words"));
         headers.append(COOKIE, HeaderValue::from_static("=novalue; c=3"));
-        let jar = parse_cookies(&headers);
+        let jar = parse_cookies(&headers.into());
         assert_eq!(jar.get("a").map(|c| c.value()), Some("1"));
         assert_eq!(jar.get("b").map(|c| c.value()), Some("two words"));
         assert_eq!(jar.get("c").map(|c| c.value()), Some("3"));
@@ -67,6 +67,6 @@ mod tests {
             HeaderValue::from_static("chat, json"),
         );
         headers.append(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(" v2 "));
-        assert_eq!(parse_subprotocols(&headers), ["chat", "json", "v2"]);
+        assert_eq!(parse_subprotocols(&headers.into()), ["chat", "json", "v2"]);
     }
 }

@@ -6,6 +6,7 @@
 //! through its handle.
 
 mod build;
+mod headers;
 mod query;
 mod session;
 mod url_route;
@@ -14,12 +15,13 @@ mod user;
 use std::net::SocketAddr;
 
 use cookie::CookieJar;
-use http::{Extensions, HeaderMap, Method};
+use http::{Extensions, Method};
 
 pub(crate) use build::parse_cookies;
+pub use headers::Headers;
 pub use query::QueryParams;
 pub use session::{Session, SessionData};
-pub use url_route::UrlRoute;
+pub use url_route::{Kwargs, UrlRoute};
 pub use user::User;
 
 use crate::{Error, Result};
@@ -58,7 +60,7 @@ pub struct Scope {
     /// The raw query string without the `?`, e.g. `num=111&x=1`.
     pub query_string: String,
     /// Request headers: case-insensitive names, possibly several values per name.
-    pub headers: HeaderMap,
+    pub headers: Headers,
     /// The peer's address, when known.
     pub client: Option<SocketAddr>,
     /// The local address the connection arrived on, when known.
@@ -105,7 +107,7 @@ impl Scope {
             path: build::decode_path(raw_path),
             raw_path: raw_path.to_owned(),
             query_string: query_string.to_owned(),
-            headers: HeaderMap::new(),
+            headers: Headers::new(),
             client: None,
             server: None,
             subprotocols: Vec::new(),
@@ -119,7 +121,8 @@ impl Scope {
     }
 
     /// Adds headers and derives what depends on them: cookies and offered subprotocols.
-    pub fn with_headers(mut self, headers: HeaderMap) -> Scope {
+    pub fn with_headers(mut self, headers: impl Into<Headers>) -> Scope {
+        let headers = headers.into();
         self.cookies = build::parse_cookies(&headers);
         self.subprotocols = build::parse_subprotocols(&headers);
         self.headers = headers;

@@ -334,7 +334,9 @@ impl WebsocketCommunicator {
                 }
             }
             Err(_) => {
-                abandoned.cancel();
+                if let Some(abandoned) = abandoned {
+                    abandoned.cancel();
+                }
                 self.state = State::Denied(StatusCode::SERVICE_UNAVAILABLE);
                 return Err(Error::Timeout {
                     waiting_for: "the handshake answer: connect() neither accepted nor denied",
