@@ -5,39 +5,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rand::Rng;
 use switchboard::prelude::*;
 
-use crate::history::{HISTORY_CHANNEL, History, HistoryMessage};
+use crate::history::{HISTORY_CHANNEL, History, HistoryAppend};
 
 /// Longest accepted message, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 4096;
 
 /// What a client sends: `{"message": "<text>"}`.
 ///
-/// Decoded through a JSON object so that an array such as `["hi"]`, which serde would
-/// otherwise accept positionally, is refused like any other wrong shape.
-#[derive(Debug, Deserialize)]
-#[serde(try_from = "serde_json::Map<String, serde_json::Value>")]
+/// Decoded by hand (`decode.rs`): only a JSON object is accepted, so an array such as
+/// `["hi"]`, which serde's derive would take positionally, is refused like any other shape.
+#[derive(Debug)]
 pub struct ChatInput {
     /// The text to say to the room.
     pub message: String,
 }
 
-impl TryFrom<serde_json::Map<String, serde_json::Value>> for ChatInput {
-    type Error = &'static str;
-
-    fn try_from(
-        mut object: serde_json::Map<String, serde_json::Value>,
-    ) -> Result<Self, Self::Error> {
-        match object.remove("message") {
-            Some(serde_json::Value::String(message)) => Ok(ChatInput { message }),
-            Some(_) => Err("\"message\" must be a string"),
-            None => Err("missing \"message\""),
-        }
-    }
-}
-
 /// What travels between the members of a room through the channel layer. Its JSON encoding is
-/// also exactly what clients receive, so consumers forward it without re-encoding.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// also exactly what clients receive, so consumers forward it without re-encoding. Decoded by
+/// hand (`decode.rs`), once per message per process, without the buffering of serde's
+/// internally tagged enums.
+#[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type")]
 pub enum ChatEvent {
     /// Someone said something.
@@ -163,15 +150,16 @@ impl JsonWebsocketConsumer for ChatConsumer {
                 .await;
         }
         self.said += 1;
-        let remember = HistoryMessage {
-            room: self.room.clone(),
-            message: input.message.clone(),
-            user: self.display_name.clone(),
+        let id = format!("{}#{}", ws.channel_name(), self.said);
+        let remember = HistoryAppend {
+            room: &self.room,
+            message: &input.message,
+            user: &self.display_name,
             at: now_micros(),
-            id: format!("{}#{}", ws.channel_name(), self.said),
+            id: &id,
         };
         let event = ChatEvent::ChatMessage {
-            message: input.message,
+            message: input.message.clone(),
             user: self.display_name.clone(),
         };
         ws.group_send(&self.group, &event).await?;

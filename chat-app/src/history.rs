@@ -51,6 +51,22 @@ pub struct HistoryMessage {
     pub id: String,
 }
 
+/// A [`HistoryMessage`] as a consumer sends it: borrowed, encoded to the same JSON.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename = "history.append")]
+pub struct HistoryAppend<'a> {
+    /// The room name.
+    pub room: &'a str,
+    /// The text.
+    pub message: &'a str,
+    /// Who said it.
+    pub user: &'a str,
+    /// See [`HistoryMessage::at`].
+    pub at: u64,
+    /// See [`HistoryMessage::id`].
+    pub id: &'a str,
+}
+
 /// A history entry as stored in Redis.
 #[derive(Serialize)]
 struct Stored<'a> {
@@ -288,6 +304,24 @@ mod tests {
         assert_eq!(a[HISTORY_LIMIT - 1], entry(HISTORY_LIMIT + 4));
         assert_eq!(history.recent("b").await.unwrap(), [entry(0)]);
         assert!(history.recent("never").await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn what_consumers_send_decodes_as_a_history_message() {
+        let sent = HistoryAppend {
+            room: "a",
+            message: "m",
+            user: "u",
+            at: 7,
+            id: "x!1#1",
+        };
+        let json = serde_json::to_string(&sent).unwrap();
+        let decoded: HistoryMessage = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            serde_json::to_string(&decoded).unwrap(),
+            json,
+            "the same JSON both ways"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod consumers;
+mod decode;
 pub mod history;
 pub mod routing;
 pub mod state;
