@@ -426,6 +426,23 @@ mod tests {
         assert_eq!(layer.group_size("g"), 0);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn messages_drained_without_waiting_expire_too() {
+        let layer = InMemoryChannelLayer::with_config(
+            LayerConfig::default().expiry(Duration::from_secs(5)),
+        );
+        let mut rx = layer.new_channel().await.unwrap();
+        layer.send(rx.name(), msg(1)).await.unwrap();
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(rx.try_recv().is_none(), "expired before the first try_recv");
+        layer.send(rx.name(), msg(2)).await.unwrap();
+        assert_eq!(rx.recv().await.unwrap().json(), msg(2).json());
+        assert!(rx.try_recv().is_none());
+        layer.send(rx.name(), msg(3)).await.unwrap();
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(rx.try_recv().is_none(), "a new drain reads the clock again");
+    }
+
     #[tokio::test]
     async fn named_channels_have_one_receiver_per_process() {
         let layer = InMemoryChannelLayer::new();

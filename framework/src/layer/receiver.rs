@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::Envelope;
 
@@ -18,7 +19,14 @@ pub struct ChannelReceiver {
     queue: mpsc::Receiver<Arc<Envelope>>,
     expiry: Duration,
     on_drop: Option<OnDrop>,
+    /// The time expiry is judged against, and how many more messages may be judged against it
+    /// before the clock is read again (see [`ChannelReceiver::fresh`]).
+    now: Instant,
+    judged: u8,
 }
+
+/// Messages drained without waiting that share one clock read.
+const JUDGED_PER_CLOCK_READ: u8 = 64;
 
 impl ChannelReceiver {
     /// Wraps a layer's queue. `on_drop` runs once with the name when the receiver goes away.
@@ -33,6 +41,8 @@ impl ChannelReceiver {
             queue,
             expiry,
             on_drop: Some(Box::new(on_drop)),
+            now: Instant::now(),
+            judged: JUDGED_PER_CLOCK_READ,
         }
     }
 
@@ -45,7 +55,9 @@ impl ChannelReceiver {
     pub async fn recv(&mut self) -> Option<Arc<Envelope>> {
         loop {
             let envelope = self.queue.recv().await?;
-            if envelope.created().elapsed() <= self.expiry {
+            // After a wait, always a fresh clock.
+            self.judged = JUDGED_PER_CLOCK_READ;
+            if self.fresh(&envelope) {
                 return Some(envelope);
             }
             tracing::debug!(channel = %self.name, "dropped a message older than the layer's expiry");
@@ -55,13 +67,31 @@ impl ChannelReceiver {
 
 impl ChannelReceiver {
     /// The next unexpired message if one is already queued, without waiting.
+    ///
+    /// Expiry is judged against the clock read when the current drain began (the last
+    /// `recv()`, or the first `try_recv()` after one that found the queue empty), read again
+    /// every 64 messages.
     pub fn try_recv(&mut self) -> Option<Arc<Envelope>> {
         while let Ok(envelope) = self.queue.try_recv() {
-            if envelope.created().elapsed() <= self.expiry {
+            if self.fresh(&envelope) {
                 return Some(envelope);
             }
         }
+        // The drain is over: the next message gets a fresh clock.
+        self.judged = JUDGED_PER_CLOCK_READ;
         None
+    }
+
+    /// Whether a message has not outlived the expiry. The clock is read once per wake-up and
+    /// once per [`JUDGED_PER_CLOCK_READ`] messages drained behind it, not once per message: a
+    /// burst is drained in microseconds, and expiry is counted in seconds.
+    fn fresh(&mut self, envelope: &Envelope) -> bool {
+        if self.judged >= JUDGED_PER_CLOCK_READ {
+            self.now = Instant::now();
+            self.judged = 0;
+        }
+        self.judged += 1;
+        self.now.saturating_duration_since(envelope.created()) <= self.expiry
     }
 }
 
