@@ -5,7 +5,8 @@
 #   bash bench/run.sh              # full run (3 repeats, ~20 min on 2 cores)
 #   QUICK=1 bash bench/run.sh      # sanity run: short phases, 1 repeat, small idle counts (~5 min)
 #
-# Knobs (environment): REPEATS, SCENARIOS ("fanout-10x10 fanout-1x1000 idle redis"),
+# Knobs (environment): REPEATS, SCENARIOS ("fanout-10x10 fanout-10x10-nohistory fanout-1x1000
+# idle redis"),
 # IDLE_BASE (10000), IDLE_MAX (19000), BUDGET (maxrate seconds per search), DURATION, WARMUP,
 # GRACE (seconds of one measured phase), FIXED_DURATION, CHAT_LOG_LEVEL (warn), OUT (results
 # directory), REDIS_SERVER (redis-server binary; the Redis scenario starts its own on a free port),
@@ -37,7 +38,7 @@ else
     GRACE=${GRACE:-1.5}
     FIXED_DURATION=${FIXED_DURATION:-8}
 fi
-SCENARIOS=${SCENARIOS:-"fanout-10x10 fanout-1x1000 idle redis"}
+SCENARIOS=${SCENARIOS:-"fanout-10x10 fanout-10x10-nohistory fanout-1x1000 idle redis"}
 CHAT_LOG_LEVEL=${CHAT_LOG_LEVEL:-warn}
 LOG_CAP=${LOG_CAP:-20000000}
 REDIS_SERVER=${REDIS_SERVER:-redis-server}
@@ -174,19 +175,22 @@ run_load() {
 start_named() {
     case $1 in
         chat-app) start_server "chat-app" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" ;;
+        # The framework's own cost: the chat-app without its room history, a feature the
+        # reference does not have (one more encode, queue hop, decode and store per message).
+        chat-app-nohistory) start_server "chat-app" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" --no-history ;;
         reference) start_server "reference" "$BIN/reference" --bind 127.0.0.1:0 ;;
     esac
 }
-role_of() { [[ $1 == chat-app ]] && echo cand || echo base; }
+role_of() { [[ $1 == chat-app* ]] && echo cand || echo base; }
 
 # ---------------------------------------------------------------------------------------------
 fanout_scenario() {
-    local rooms=$1 members=$2 start=$3
-    local name="fanout-${rooms}x${members}" rep server
+    local rooms=$1 members=$2 start=$3 candidate=${4:-chat-app} suffix=${5:-}
+    local name="fanout-${rooms}x${members}$suffix" rep server
     local shape=(--rooms "$rooms" --members "$members" --senders 1
         --warmup "$WARMUP" --duration "$DURATION" --grace "$GRACE")
     for rep in $(seq 1 "$REPEATS"); do
-        for server in chat-app reference; do
+        for server in "$candidate" reference; do
             start_named "$server"
             run_load "$name-max" "$(role_of "$server")" "$server" "$rep" maxrate \
                 --url "$SERVER_URL" --server-pid "$SERVER_PID" "${shape[@]}" \
@@ -205,7 +209,7 @@ fanout_scenario() {
     fi
     log "$name: fixed rate $rate deliveries/s (half the reference's median max rate)"
     for rep in $(seq 1 "$REPEATS"); do
-        for server in chat-app reference; do
+        for server in "$candidate" reference; do
             start_named "$server"
             run_load "$name-fixed" "$(role_of "$server")" "$server" "$rep" fanout \
                 --url "$SERVER_URL" --server-pid "$SERVER_PID" \
@@ -294,10 +298,11 @@ started=$(date +%s)
 for scenario in $SCENARIOS; do
     case $scenario in
         fanout-10x10) fanout_scenario 10 10 50000 ;;
+        fanout-10x10-nohistory) fanout_scenario 10 10 50000 chat-app-nohistory -nohistory ;;
         fanout-1x1000) fanout_scenario 1 1000 50000 ;;
         idle) idle_scenario ;;
         redis) redis_scenario ;;
-        *) log "unknown scenario $scenario (known: fanout-10x10 fanout-1x1000 idle redis)" ;;
+        *) log "unknown scenario $scenario (known: fanout-10x10 fanout-10x10-nohistory fanout-1x1000 idle redis)" ;;
     esac
 done
 

@@ -72,6 +72,25 @@ async fn a_late_joiner_gets_the_last_100_in_order_then_live_messages() {
 }
 
 #[tokio::test]
+async fn with_history_off_a_joiner_gets_live_messages_only() {
+    let node = ChatNode::start(Arc::new(InMemoryChannelLayer::new()), History::off()).await;
+    let mut early = node.server.connect(&room("off")).await;
+    say(&mut early, "before").await;
+    assert_eq!(recv_json(&mut early).await["message"], "before");
+
+    let mut late = node.server.connect(&room("off")).await;
+    say(&mut early, "after").await;
+    let first = recv_json(&mut late).await;
+    assert_eq!(
+        first["type"], "chat.message",
+        "no chat.history first: {first}"
+    );
+    assert_eq!(first["message"], "after");
+    assert!(node.history.recent("off").await.expect("recent").is_empty());
+    node.stop().await;
+}
+
+#[tokio::test]
 async fn history_is_kept_per_room() {
     let node = ChatNode::start(Arc::new(InMemoryChannelLayer::new()), History::in_memory()).await;
     let mut red = node.server.connect(&room("red")).await;

@@ -46,6 +46,11 @@ pub struct Cli {
     #[arg(long)]
     pub no_workers: bool,
 
+    /// Keep no room history: nothing is stored and joiners get no `chat.history`, as in the
+    /// Channels tutorial's chat.
+    #[arg(long)]
+    pub no_history: bool,
+
     /// Log filter: error, warn, info, debug, trace, or a tracing directive list.
     /// RUST_LOG, when set, wins.
     #[arg(long, default_value = "info", global = true)]

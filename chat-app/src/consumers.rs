@@ -61,6 +61,25 @@ impl ChatConsumer {
     }
 }
 
+impl ChatConsumer {
+    /// Hands a message to the history worker. Best effort: a full or absent worker must not
+    /// cost the chat.
+    async fn remember(&mut self, ws: &mut Websocket, message: &str) {
+        self.said += 1;
+        let id = format!("{}#{}", ws.channel_name(), self.said);
+        let remember = HistoryAppend {
+            room: &self.room,
+            message,
+            user: &self.display_name,
+            at: now_micros(),
+            id: &id,
+        };
+        if let Err(err) = ws.send(HISTORY_CHANNEL, &remember).await {
+            history_not_written(&self.room, &err);
+        }
+    }
+}
+
 /// A guest name that stays the same for the whole connection.
 fn guest_name() -> String {
     format!("guest-{:04}", rand::rng().random_range(0..10_000))
@@ -149,23 +168,14 @@ impl JsonWebsocketConsumer for ChatConsumer {
                 .send_json(&serde_json::json!({"type": "error", "error": error}))
                 .await;
         }
-        self.said += 1;
-        let id = format!("{}#{}", ws.channel_name(), self.said);
-        let remember = HistoryAppend {
-            room: &self.room,
-            message: &input.message,
-            user: &self.display_name,
-            at: now_micros(),
-            id: &id,
-        };
         let event = ChatEvent::ChatMessage {
-            message: input.message.clone(),
+            message: input.message,
             user: self.display_name.clone(),
         };
         ws.group_send(&self.group, &event).await?;
-        // History is best effort: a full or absent history worker must not cost the chat.
-        if let Err(err) = ws.send(HISTORY_CHANNEL, &remember).await {
-            history_not_written(&self.room, &err);
+        if self.history.is_on() {
+            let ChatEvent::ChatMessage { message, .. } = &event;
+            self.remember(ws, message).await;
         }
         Ok(())
     }

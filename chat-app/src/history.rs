@@ -79,6 +79,8 @@ struct Stored<'a> {
 /// Where history lives.
 #[derive(Clone)]
 pub enum History {
+    /// Kept nowhere.
+    Off,
     /// In this process.
     Memory(Arc<Mutex<HashMap<String, VecDeque<HistoryEntry>>>>),
     /// In Redis: the sorted set `{prefix}:chat-history:{room}`, scored by arrival time, capped.
@@ -91,6 +93,16 @@ pub enum History {
 }
 
 impl History {
+    /// No history at all (`--no-history`): nothing is stored, joiners get none.
+    pub fn off() -> History {
+        History::Off
+    }
+
+    /// Whether messages are kept.
+    pub fn is_on(&self) -> bool {
+        !matches!(self, History::Off)
+    }
+
     /// History kept in this process.
     pub fn in_memory() -> History {
         History::Memory(Arc::default())
@@ -124,6 +136,7 @@ impl History {
     /// beyond [`HISTORY_LIMIT`] per room.
     pub async fn append(&self, messages: &[&HistoryMessage]) -> Result<()> {
         match self {
+            History::Off => Ok(()),
             History::Memory(rooms) => {
                 // One process, one worker: arrival order is the order they were sent in.
                 let mut rooms = Self::lock(rooms);
@@ -199,6 +212,7 @@ impl History {
     /// The room's remembered messages, oldest first.
     pub async fn recent(&self, room: &str) -> Result<Vec<HistoryEntry>> {
         match self {
+            History::Off => Ok(Vec::new()),
             History::Memory(rooms) => Ok(Self::lock(rooms)
                 .get(room)
                 .map(|entries| entries.iter().cloned().collect())
@@ -221,6 +235,7 @@ impl History {
     /// Forgets a room (tests and maintenance).
     pub async fn clear(&self, room: &str) -> Result<()> {
         match self {
+            History::Off => Ok(()),
             History::Memory(rooms) => {
                 Self::lock(rooms).remove(room);
                 Ok(())

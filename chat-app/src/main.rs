@@ -38,6 +38,7 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), String> {
     let (layer, history): (SharedLayer, History) = match cli.layers.first() {
+        None if cli.no_history => (Arc::new(InMemoryChannelLayer::new()), History::off()),
         None => (Arc::new(InMemoryChannelLayer::new()), History::in_memory()),
         Some(first) => {
             let config = RedisConfig::new(cli.layers.clone()).prefix(cli.layer_prefix.clone());
@@ -45,9 +46,13 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(|err| err.to_string())?;
             // History lives on the first Redis server, whatever the sharding of channels.
-            let history = History::redis(first, &cli.layer_prefix)
-                .await
-                .map_err(|err| err.to_string())?;
+            let history = if cli.no_history {
+                History::off()
+            } else {
+                History::redis(first, &cli.layer_prefix)
+                    .await
+                    .map_err(|err| err.to_string())?
+            };
             (Arc::new(layer), history)
         }
     };
