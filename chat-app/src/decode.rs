@@ -1,8 +1,9 @@
-//! Hand-written decoding of the chat's two hot JSON shapes, each read once per chat message.
+//! Decoding of the chat's two hot JSON shapes, each read once per chat message.
 //!
-//! serde's derive would accept an array for a struct (positionally) and decodes an internally
-//! tagged enum by buffering every field first; these visitors read the object once, in place,
-//! refuse every other shape, and ignore fields they do not know.
+//! A client's input is decoded by hand: serde's derive would accept an array for a struct
+//! (positionally), and only a JSON object is a valid input. A room event is read as a plain
+//! struct whose `"type"` field is checked, rather than as serde's internally tagged enum, which
+//! buffers every field before it looks at the tag.
 
 use std::fmt;
 
@@ -14,11 +15,9 @@ use crate::consumers::{ChatEvent, ChatInput};
 /// The `"type"` of [`ChatEvent::ChatMessage`].
 const CHAT_MESSAGE: &str = "chat.message";
 
-/// The keys these shapes read; any other is skipped.
+/// The keys a chat input reads; any other is skipped.
 enum Key {
-    Type,
     Message,
-    User,
     Other,
 }
 
@@ -31,11 +30,10 @@ impl<'de> Deserialize<'de> for Key {
                 f.write_str("a field name")
             }
             fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
-                Ok(match key {
-                    "type" => Key::Type,
-                    "message" => Key::Message,
-                    "user" => Key::User,
-                    _ => Key::Other,
+                Ok(if key == "message" {
+                    Key::Message
+                } else {
+                    Key::Other
                 })
             }
         }
@@ -65,19 +63,23 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
-/// Whether a `"type"` is [`CHAT_MESSAGE`], compared without copying it.
-struct IsChatMessage(bool);
+/// A `"type"` that must be [`CHAT_MESSAGE`], compared without copying it.
+struct ChatMessageTag;
 
-impl<'de> Deserialize<'de> for IsChatMessage {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<IsChatMessage, D::Error> {
+impl<'de> Deserialize<'de> for ChatMessageTag {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ChatMessageTag, D::Error> {
         struct TagVisitor;
         impl Visitor<'_> for TagVisitor {
-            type Value = IsChatMessage;
+            type Value = ChatMessageTag;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an event type")
             }
-            fn visit_str<E: de::Error>(self, tag: &str) -> Result<IsChatMessage, E> {
-                Ok(IsChatMessage(tag == CHAT_MESSAGE))
+            fn visit_str<E: de::Error>(self, tag: &str) -> Result<ChatMessageTag, E> {
+                if tag == CHAT_MESSAGE {
+                    Ok(ChatMessageTag)
+                } else {
+                    Err(E::custom("unknown chat event type"))
+                }
             }
         }
         deserializer.deserialize_str(TagVisitor)
@@ -98,7 +100,7 @@ impl<'de> Deserialize<'de> for ChatInput {
                 while let Some(key) = map.next_key::<Key>()? {
                     match key {
                         Key::Message => message = Some(map.next_value::<Text>()?.0),
-                        _ => {
+                        Key::Other => {
                             map.next_value::<IgnoredAny>()?;
                         }
                     }
@@ -111,39 +113,19 @@ impl<'de> Deserialize<'de> for ChatInput {
     }
 }
 
-/// `{"type": "chat.message", "message": …, "user": …}`; any other type is refused.
+/// `{"type": "chat.message", "message": …, "user": …}`; any other type is refused. The tag is
+/// a field of a plain struct, which serde reads in place (only internally tagged enums buffer).
 impl<'de> Deserialize<'de> for ChatEvent {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ChatEvent, D::Error> {
-        struct EventVisitor;
-        impl<'de> Visitor<'de> for EventVisitor {
-            type Value = ChatEvent;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a chat event object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ChatEvent, A::Error> {
-                let (mut tagged, mut message, mut user) = (None, None, None);
-                while let Some(key) = map.next_key::<Key>()? {
-                    match key {
-                        Key::Type => tagged = Some(map.next_value::<IsChatMessage>()?.0),
-                        Key::Message => message = Some(map.next_value::<String>()?),
-                        Key::User => user = Some(map.next_value::<String>()?),
-                        Key::Other => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                match tagged {
-                    Some(true) => {}
-                    Some(false) => return Err(de::Error::custom("unknown chat event type")),
-                    None => return Err(de::Error::missing_field("type")),
-                }
-                Ok(ChatEvent::ChatMessage {
-                    message: message.ok_or_else(|| de::Error::missing_field("message"))?,
-                    user: user.ok_or_else(|| de::Error::missing_field("user"))?,
-                })
-            }
+        #[derive(Deserialize)]
+        struct Fields {
+            #[serde(rename = "type")]
+            _type: ChatMessageTag,
+            message: String,
+            user: String,
         }
-        deserializer.deserialize_map(EventVisitor)
+        let Fields { message, user, .. } = Fields::deserialize(deserializer)?;
+        Ok(ChatEvent::ChatMessage { message, user })
     }
 }
 

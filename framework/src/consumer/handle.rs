@@ -242,13 +242,14 @@ impl Websocket {
         Ok(())
     }
 
-    /// Writes out everything buffered by the sends of the last handler.
+    /// Writes out everything buffered by the sends of the last handler. The flag is cleared
+    /// only once the write is done, so a flush dropped while pending is simply made again.
     pub(crate) async fn flush(&mut self) -> Result<()> {
         if self.unflushed {
-            self.unflushed = false;
             if let Some(transport) = self.transport.as_mut() {
                 transport.flush().await?;
             }
+            self.unflushed = false;
         }
         Ok(())
     }

@@ -336,16 +336,12 @@ async fn ping(ws: &mut Websocket) -> Result<()> {
 /// Flushes buffered sends; a client that does not read within the keepalive timeout is dropped,
 /// so one slow reader cannot hold its task (and its queue) forever.
 async fn flush(ws: &mut Websocket, keepalive: Option<Keepalive>) -> bool {
-    if !ws.unflushed {
-        return true;
-    }
-    // Most flushes finish at once: the timer (a clock read and a timer entry) is only armed
+    // Most flushes (and every loop turn with nothing to flush) finish at once: the timer (a clock read and a timer entry) is only armed
     // for one that has to wait. Dropping a pending flush loses nothing: what is buffered stays
     // buffered and the next flush writes it.
     if let Some(flushed) = ws.flush().now_or_never() {
         return flushed.is_ok();
     }
-    ws.unflushed = true;
     let flushed = match keepalive {
         Some(k) => timeout(k.timeout, ws.flush()).await.unwrap_or_else(|_| {
             tracing::info!(path = %ws.scope().path, "client does not read: dropping it");

@@ -310,20 +310,17 @@ impl RedisChannelLayer {
         validate_group_name(group)?;
         let channel = self.group_channel(group);
         let shard = self.shard(&channel);
-        // While the server is known to be down, deliver to this process' members straight away.
+        // While the server is known to be down, deliver to this process' members straight away;
+        // so too when the pipeline has stopped.
         if shard.connected.load(Ordering::SeqCst) {
             let outgoing = Outgoing::Publish {
                 channel,
                 group: group.to_owned(),
-                envelope: message,
+                envelope: Arc::clone(&message),
             };
-            return match shard.outgoing.send(outgoing).await {
-                Ok(()) => Ok(()),
-                Err(mpsc::error::SendError(Outgoing::Publish { envelope, .. })) => {
-                    self.inner.local.group_send(group, envelope).await
-                }
-                Err(mpsc::error::SendError(Outgoing::Push { .. })) => Ok(()),
-            };
+            if shard.outgoing.send(outgoing).await.is_ok() {
+                return Ok(());
+            }
         }
         self.inner.local.group_send(group, message).await
     }

@@ -38,17 +38,7 @@ pub(crate) fn group_payload(events: &[&str]) -> String {
     if let [event] = events {
         return format!("{{\"v\":{SINGLE},\"message\":{event}}}");
     }
-    let length = events.iter().map(|e| e.len() + 1).sum::<usize>() + 24;
-    let mut payload = String::with_capacity(length);
-    payload.push_str(&format!("{{\"v\":{BATCH},\"messages\":["));
-    for (n, event) in events.iter().enumerate() {
-        if n > 0 {
-            payload.push(',');
-        }
-        payload.push_str(event);
-    }
-    payload.push_str("]}");
-    payload
+    format!("{{\"v\":{BATCH},\"messages\":[{}]}}", events.join(","))
 }
 
 /// Wraps an event for one channel of another process.
