@@ -13,6 +13,7 @@ mod handle;
 mod http;
 mod json;
 mod message;
+mod pings;
 mod runner;
 mod websocket;
 

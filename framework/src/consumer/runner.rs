@@ -7,11 +7,12 @@ use std::time::Duration;
 use futures::{FutureExt, SinkExt, StreamExt};
 use http::StatusCode;
 use tokio::sync::watch;
-use tokio::time::{Instant, Interval, MissedTickBehavior, timeout};
+use tokio::time::{Instant, timeout};
 use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::{self, Bytes};
 
 use super::handle::State;
+use super::pings::PingTimer;
 use super::{CloseCode, Message, Websocket, WebsocketConsumer};
 use crate::application::{HandshakeAnswer, Keepalive, WebsocketConnection};
 use crate::layer::{ChannelReceiver, Envelope, Event, LayerStatus};
@@ -147,11 +148,7 @@ async fn serve<C: WebsocketConsumer>(
 ) -> CloseCode {
     let shutdown = ws.conn().shutdown.clone();
     let keepalive = ws.conn().keepalive;
-    let mut pings = keepalive.map(|k| {
-        let mut interval = tokio::time::interval_at(Instant::now() + k.interval, k.interval);
-        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        interval
-    });
+    let mut pings = keepalive.map(|k| PingTimer::new(k.interval));
     let mut last_heard = Instant::now();
     let mut layer_status = ws.channel_layer().status();
     // What connect() sent after accept() is still buffered.
@@ -196,7 +193,7 @@ async fn serve<C: WebsocketConsumer>(
             status = next_status(&mut layer_status) => {
                 Step::Handled(Box::pin(consumer.layer_status(ws, status)).await)
             }
-            _ = tick(&mut pings) => match keepalive {
+            _ = PingTimer::tick(&mut pings) => match keepalive {
                 Some(k) if last_heard.elapsed() > k.timeout => {
                     tracing::info!(path = %ws.scope().path, "no frame or pong within the ping timeout: dropping the client");
                     return CloseCode::Abnormal;
@@ -311,15 +308,6 @@ async fn next_status(status: &mut Option<watch::Receiver<LayerStatus>>) -> Layer
         *status = None;
     }
     std::future::pending().await
-}
-
-async fn tick(pings: &mut Option<Interval>) {
-    match pings {
-        Some(interval) => {
-            interval.tick().await;
-        }
-        None => std::future::pending().await,
-    }
 }
 
 async fn ping(ws: &mut Websocket) -> Result<()> {

@@ -66,12 +66,53 @@ struct Member {
     missing: bool,
 }
 
-/// Channel names are shared between the channel map and every group the channel is in: one
-/// allocation per channel, not one per membership.
+/// A channel's queue and the groups it was added to.
+struct Channel {
+    /// The same allocation as the map's key, handed to the groups it joins.
+    name: Arc<str>,
+    queue: Queue,
+    /// Kept so a closing channel leaves just its own groups: scanning every group of the
+    /// process per closed channel made a mass disconnect quadratic.
+    groups: Vec<Arc<str>>,
+}
+
+/// Channel and group names are shared between the maps: one allocation per name, not one per
+/// membership.
 #[derive(Default)]
 struct State {
-    channels: HashMap<Arc<str>, Queue>,
-    groups: HashMap<String, HashMap<Arc<str>, Member>>,
+    channels: HashMap<Arc<str>, Channel>,
+    groups: HashMap<Arc<str>, HashMap<Arc<str>, Member>>,
+}
+
+impl State {
+    fn open_channel(&mut self, name: &str, queue: Queue) {
+        let name: Arc<str> = Arc::from(name);
+        let channel = Channel {
+            name: Arc::clone(&name),
+            queue,
+            groups: Vec::new(),
+        };
+        self.channels.insert(name, channel);
+    }
+
+    /// Forgets a channel and its memberships.
+    fn close_channel(&mut self, name: &str) {
+        let Some(channel) = self.channels.remove(name) else {
+            return;
+        };
+        for group in channel.groups {
+            self.leave(&group, name);
+        }
+    }
+
+    fn leave(&mut self, group: &str, channel: &str) {
+        if let Some(members) = self.groups.get_mut(group) {
+            members.remove(channel);
+            if members.is_empty() {
+                self.groups.remove(group);
+            }
+        }
+    }
 }
 
 struct Inner {
@@ -161,10 +202,7 @@ impl InMemoryChannelLayer {
         let n = self.inner.next_channel.fetch_add(1, Ordering::Relaxed);
         let name = format!("specific.{}!{n}", self.inner.process);
         let (tx, rx) = mpsc::channel(self.inner.config.capacity);
-        self.inner
-            .state()
-            .channels
-            .insert(Arc::from(name.as_str()), tx);
+        self.inner.state().open_channel(&name, tx);
         self.receiver(name, rx)
     }
 
@@ -174,7 +212,7 @@ impl InMemoryChannelLayer {
             .state()
             .channels
             .get(channel)
-            .is_some_and(|queue| !queue.is_closed())
+            .is_some_and(|channel| !channel.queue.is_closed())
     }
 
     fn receive_channel_now(&self, name: &str) -> Result<ChannelReceiver> {
@@ -185,13 +223,14 @@ impl InMemoryChannelLayer {
             if state
                 .channels
                 .get(name)
-                .is_some_and(|queue| !queue.is_closed())
+                .is_some_and(|channel| !channel.queue.is_closed())
             {
                 return Err(Error::Layer(format!(
                     "channel {name:?} already has a receiver in this process"
                 )));
             }
-            state.channels.insert(Arc::from(name), tx);
+            state.close_channel(name);
+            state.open_channel(name, tx);
         }
         Ok(self.receiver(name.to_owned(), rx))
     }
@@ -200,12 +239,7 @@ impl InMemoryChannelLayer {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         ChannelReceiver::new(name, rx, self.inner.config.expiry, move |name| {
             if let Some(inner) = weak.upgrade() {
-                let mut state = inner.state();
-                state.channels.remove(name);
-                state.groups.retain(|_, members| {
-                    members.remove(name);
-                    !members.is_empty()
-                });
+                inner.state().close_channel(name);
             }
         })
     }
@@ -213,15 +247,15 @@ impl InMemoryChannelLayer {
     fn send_now(&self, channel: &str, message: Arc<Envelope>) -> Result<()> {
         validate_channel_name(channel)?;
         let mut state = self.inner.state();
-        let Some(queue) = state.channels.get(channel) else {
+        let Some(open) = state.channels.get(channel) else {
             tracing::debug!(%channel, "send to a channel nobody listens on: dropped");
             return Ok(());
         };
-        match queue.try_send(message) {
+        match open.queue.try_send(message) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(Error::ChannelFull(channel.to_owned())),
             Err(TrySendError::Closed(_)) => {
-                state.channels.remove(channel);
+                state.close_channel(channel);
                 Ok(())
             }
         }
@@ -231,16 +265,21 @@ impl InMemoryChannelLayer {
         validate_group_name(group)?;
         validate_channel_name(channel)?;
         let mut state = self.inner.state();
-        let Some((name, queue)) = state
-            .channels
-            .get_key_value(channel)
-            .map(|(name, queue)| (Arc::clone(name), queue.clone()))
-        else {
+        let group = match state.groups.get_key_value(group) {
+            Some((name, _)) => Arc::clone(name),
+            None => Arc::from(group),
+        };
+        let Some(open) = state.channels.get_mut(channel) else {
             return Err(Error::Layer(format!(
                 "channel {channel:?} does not belong to this in-memory layer; use the channel name the layer gave the consumer"
             )));
         };
-        state.groups.entry(group.to_owned()).or_default().insert(
+        let name = Arc::clone(&open.name);
+        let queue = open.queue.clone();
+        if !open.groups.contains(&group) {
+            open.groups.push(Arc::clone(&group));
+        }
+        state.groups.entry(group).or_default().insert(
             name,
             Member {
                 queue,
@@ -255,11 +294,9 @@ impl InMemoryChannelLayer {
         validate_group_name(group)?;
         validate_channel_name(channel)?;
         let mut state = self.inner.state();
-        if let Some(members) = state.groups.get_mut(group) {
-            members.remove(channel);
-            if members.is_empty() {
-                state.groups.remove(group);
-            }
+        state.leave(group, channel);
+        if let Some(open) = state.channels.get_mut(channel) {
+            open.groups.retain(|joined| &**joined != group);
         }
         Ok(())
     }
@@ -407,6 +444,31 @@ mod tests {
         assert_eq!(layer.group_size("g"), 1);
         drop(b);
         assert_eq!(layer.group_size("g"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_closed_channel_leaves_every_group_it_was_in_and_only_those() {
+        let layer = InMemoryChannelLayer::new();
+        let a = layer.new_channel().await.unwrap();
+        let b = layer.new_channel().await.unwrap();
+        let a_name = a.name().to_owned();
+        for group in ["g1", "g2", "g3"] {
+            layer.group_add(group, &a_name).await.unwrap();
+        }
+        layer.group_add("g1", &a_name).await.unwrap();
+        layer.group_add("g2", b.name()).await.unwrap();
+        layer.group_discard("g3", &a_name).await.unwrap();
+        layer.group_add("g3", &a_name).await.unwrap();
+        drop(a);
+        for group in ["g1", "g2", "g3"] {
+            assert!(!layer.is_member(group, &a_name), "still in {group}");
+        }
+        assert!(layer.is_member("g2", b.name()));
+        assert_eq!(
+            layer.inner.state().groups.len(),
+            1,
+            "empty groups are removed"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use super::ServerConfig;
 use super::handshake::{self, Refusal};
+use super::transport::TcpTransport;
 use crate::application::{
     Application, BoxTransport, Connection, HandshakeAnswer, HttpConnection, HttpResponse,
     Keepalive, WebsocketConnection, plain_response,
@@ -43,10 +44,10 @@ pub(crate) async fn serve_tcp<A: Application>(
     shared: Arc<Shared<A>>,
     stream: TcpStream,
     peer: SocketAddr,
+    local: Option<SocketAddr>,
 ) {
     // Chat traffic is many small frames: send each at once.
     let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().ok();
     let shutdown = shared.shutdown.clone();
     let service = service_fn(move |request| {
         let shared = Arc::clone(&shared);
@@ -167,7 +168,7 @@ async fn websocket_over(upgraded: Upgraded, config: WebSocketConfig) -> BoxTrans
                 let read = parts.read_buf.to_vec();
                 WebSocketStream::from_partially_read(stream, read, role, Some(config)).await
             };
-            Box::new(transport)
+            Box::new(TcpTransport::new(transport))
         }
         Err(upgraded) => Box::new(
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))

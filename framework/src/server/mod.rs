@@ -14,6 +14,7 @@ mod config;
 mod connection;
 mod handshake;
 mod signal;
+mod transport;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,6 +30,32 @@ pub use signal::shutdown_signal;
 use crate::Result;
 use crate::application::Application;
 use crate::layer::{InMemoryChannelLayer, SharedLayer};
+
+/// Accepts connections until the task is aborted; each is served in a task of its own.
+async fn accept<A: Application>(listener: TcpListener, shared: Arc<connection::Shared<A>>) {
+    // Bound to one address, every connection's local address is the listener's; only a
+    // wildcard bind needs asking the kernel per connection.
+    let fixed_local = listener
+        .local_addr()
+        .ok()
+        .filter(|addr| !addr.ip().is_unspecified());
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let local = fixed_local.or_else(|| stream.local_addr().ok());
+                let task_shared = Arc::clone(&shared);
+                shared
+                    .tasks
+                    .spawn(connection::serve_tcp(task_shared, stream, peer, local));
+            }
+            Err(err) => {
+                // Typically EMFILE: out of file descriptors. Back off instead of spinning.
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
 
 /// Serves an [`Application`] over TCP (Channels' daphne).
 pub struct Server {
@@ -89,24 +116,15 @@ impl Server {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
-        tokio::pin!(signal);
-        loop {
-            tokio::select! {
-                _ = &mut signal => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let shared_for_task = Arc::clone(&shared);
-                        shared.tasks.spawn(connection::serve_tcp(shared_for_task, stream, peer));
-                    }
-                    Err(err) => {
-                        // Typically EMFILE: out of file descriptors. Back off instead of spinning.
-                        tracing::warn!(error = %err, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                }
-            }
-        }
-        drop(self.listener);
+        // The accept loop is a task of its own, so it runs on a runtime worker and each
+        // connection's task starts in that worker's own queue. Run here instead, it would
+        // usually be in `main`'s `block_on`, outside the workers, and every accepted
+        // connection would cost a cross-thread wake-up (an eventfd write and a futex).
+        let acceptor = tokio::spawn(accept(self.listener, Arc::clone(&shared)));
+        signal.await;
+        acceptor.abort();
+        // The listener is closed once the task is gone.
+        let _ = acceptor.await;
         tracing::info!("shutting down: closing connections");
         shared.shutdown.cancel();
         shared.tasks.close();
