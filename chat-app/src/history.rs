@@ -147,62 +147,78 @@ impl History {
                     ..
                 } in messages
                 {
-                    let kept = rooms.entry(room.clone()).or_default();
-                    if kept.len() == HISTORY_LIMIT {
-                        kept.pop_front();
+                    // Looked up before inserting: the room's name is copied once per room,
+                    // not once per message.
+                    if !rooms.contains_key(room) {
+                        rooms.insert(room.clone(), VecDeque::new());
                     }
-                    kept.push_back(HistoryEntry {
-                        message: message.clone(),
-                        user: user.clone(),
-                    });
+                    if let Some(kept) = rooms.get_mut(room) {
+                        if kept.len() == HISTORY_LIMIT {
+                            kept.pop_front();
+                        }
+                        kept.push_back(HistoryEntry {
+                            message: message.clone(),
+                            user: user.clone(),
+                        });
+                    }
                 }
                 Ok(())
             }
+            // Boxed: the Redis client's futures are kilobytes, and inline they would size
+            // every append, the in-memory ones too (and the worker's boxed batch future).
             History::Redis { client, prefix } => {
-                let mut per_room: Vec<(&str, Vec<(f64, String)>)> = Vec::new();
-                for HistoryMessage {
-                    room,
-                    message,
-                    user,
-                    at,
-                    id,
-                } in messages
-                {
-                    let json = serde_json::to_string(&Stored {
-                        message,
-                        user,
-                        at: *at,
-                        id,
-                    })?;
-                    // Microseconds since the epoch stay exact in an f64 until the year 2255.
-                    let scored = (*at as f64, json);
-                    match per_room.iter_mut().find(|(r, _)| r == room) {
-                        Some((_, entries)) => entries.push(scored),
-                        None => per_room.push((room, vec![scored])),
-                    }
-                }
-                let stored = async {
-                    let pipeline = client.pipeline();
-                    for (room, entries) in per_room {
-                        let key = Self::key(prefix, room);
-                        pipeline
-                            .zadd::<(), _, _>(&key, None, None, false, false, entries)
-                            .await?;
-                        let keep = HISTORY_LIMIT as i64;
-                        pipeline
-                            .zremrangebyrank::<(), _>(&key, 0, -keep - 1)
-                            .await?;
-                    }
-                    pipeline.all::<fred::types::Value>().await.map(|_| ())
-                };
-                stored.await.map_err(|err| {
-                    Error::custom(format!(
-                        "storing {} history messages: {err}",
-                        messages.len()
-                    ))
-                })
+                Box::pin(Self::append_redis(client, prefix, messages)).await
             }
         }
+    }
+
+    async fn append_redis(
+        client: &fred::clients::Client,
+        prefix: &str,
+        messages: &[&HistoryMessage],
+    ) -> Result<()> {
+        let mut per_room: Vec<(&str, Vec<(f64, String)>)> = Vec::new();
+        for HistoryMessage {
+            room,
+            message,
+            user,
+            at,
+            id,
+        } in messages
+        {
+            let json = serde_json::to_string(&Stored {
+                message,
+                user,
+                at: *at,
+                id,
+            })?;
+            // Microseconds since the epoch stay exact in an f64 until the year 2255.
+            let scored = (*at as f64, json);
+            match per_room.iter_mut().find(|(r, _)| r == room) {
+                Some((_, entries)) => entries.push(scored),
+                None => per_room.push((room, vec![scored])),
+            }
+        }
+        let stored = async {
+            let pipeline = client.pipeline();
+            for (room, entries) in per_room {
+                let key = Self::key(prefix, room);
+                pipeline
+                    .zadd::<(), _, _>(&key, None, None, false, false, entries)
+                    .await?;
+                let keep = HISTORY_LIMIT as i64;
+                pipeline
+                    .zremrangebyrank::<(), _>(&key, 0, -keep - 1)
+                    .await?;
+            }
+            pipeline.all::<fred::types::Value>().await.map(|_| ())
+        };
+        stored.await.map_err(|err| {
+            Error::custom(format!(
+                "storing {} history messages: {err}",
+                messages.len()
+            ))
+        })
     }
 
     fn key(prefix: &str, room: &str) -> String {
