@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rand::Rng;
 use switchboard::prelude::*;
 
-use crate::history::{HISTORY_CHANNEL, History, HistoryAppend};
+use switchboard::layer::Envelope;
+
+use crate::history::{HISTORY_CHANNEL, History, HistoryMessage};
 
 /// Longest accepted message, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 4096;
@@ -64,17 +66,21 @@ impl ChatConsumer {
 impl ChatConsumer {
     /// Hands a message to the history worker. Best effort: a full or absent worker must not
     /// cost the chat.
-    async fn remember(&mut self, ws: &mut Websocket, message: &str) {
+    async fn remember(&mut self, ws: &mut Websocket, message: String) {
         self.said += 1;
-        let id = format!("{}#{}", ws.channel_name(), self.said);
-        let remember = HistoryAppend {
-            room: &self.room,
+        let remember = HistoryMessage {
+            room: self.room.clone(),
             message,
-            user: &self.display_name,
+            user: self.display_name.clone(),
             at: now_micros(),
-            id: &id,
+            id: format!("{}#{}", ws.channel_name(), self.said),
         };
-        if let Err(err) = ws.send(HISTORY_CHANNEL, &remember).await {
+        // Typed: a worker in this process gets the message without parsing it back.
+        let sent = match Envelope::typed(remember) {
+            Ok(envelope) => ws.channel_layer().send(HISTORY_CHANNEL, envelope).await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = sent {
             history_not_written(&self.room, &err);
         }
     }
@@ -168,13 +174,17 @@ impl JsonWebsocketConsumer for ChatConsumer {
                 .send_json(&serde_json::json!({"type": "error", "error": error}))
                 .await;
         }
+        let remembered = self.history.is_on().then(|| input.message.clone());
         let event = ChatEvent::ChatMessage {
             message: input.message,
             user: self.display_name.clone(),
         };
-        ws.group_send(&self.group, &event).await?;
-        if self.history.is_on() {
-            let ChatEvent::ChatMessage { message, .. } = &event;
+        // Channels' `self.channel_layer.group_send(...)`, with a typed envelope: the members in
+        // this process forward the event without parsing it back.
+        ws.channel_layer()
+            .group_send(&self.group, Envelope::typed(event)?)
+            .await?;
+        if let Some(message) = remembered {
             self.remember(ws, message).await;
         }
         Ok(())

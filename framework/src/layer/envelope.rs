@@ -32,6 +32,39 @@ impl Envelope {
         Ok(Envelope::from_json(serde_json::to_string(message)?))
     }
 
+    /// Encodes `message` as JSON and keeps the value itself as the envelope's decoding: a
+    /// receiver in this process that decodes it as `T` gets the value without parsing.
+    ///
+    /// For sending an owned value in-process (a consumer's group send or a job for a worker);
+    /// the JSON is still made, for the Redis layer, for receivers of other types and for logs.
+    /// `T`'s JSON must decode back to an equal value (derive both `Serialize` and
+    /// `Deserialize`), since a receiver in another process gets it from the JSON.
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use switchboard::layer::Envelope;
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Job { n: u32 }
+    ///
+    /// let envelope = Envelope::typed(Job { n: 7 })?;
+    /// assert_eq!(envelope.json(), r#"{"n":7}"#);
+    /// assert_eq!(envelope.decode::<Job>()?.n, 7); // the value sent, not a parse of the JSON
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn typed<T>(message: T) -> Result<Arc<Envelope>>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        let text = serde_json::to_string(&message)?;
+        let value: Arc<dyn Any + Send + Sync> = Arc::new(message);
+        Ok(Arc::new(Envelope {
+            text: text.into(),
+            created: Instant::now(),
+            decoded: OnceLock::from((TypeId::of::<T>(), Some(value))),
+        }))
+    }
+
     /// Wraps JSON text that is already encoded (as it arrives from another process).
     pub fn from_json(text: impl Into<Utf8Bytes>) -> Arc<Envelope> {
         Arc::new(Envelope {
@@ -154,6 +187,22 @@ mod tests {
         let first = envelope.decode::<Ev>().unwrap();
         let second = envelope.decode::<Ev>().unwrap();
         assert!(Arc::ptr_eq(&first, &second));
+    }
+
+    #[test]
+    fn a_typed_envelope_hands_over_its_value_and_reads_as_its_json() {
+        let sent = Ev::ChatMessage {
+            message: "hi".into(),
+        };
+        let encoded = Envelope::encode(&sent).unwrap();
+        let typed = Envelope::typed(sent).unwrap();
+        assert_eq!(typed.json(), encoded.json());
+        let first = typed.decode::<Ev>().unwrap();
+        assert!(Arc::ptr_eq(&first, &typed.decode::<Ev>().unwrap()));
+        assert_eq!(*first, *encoded.decode::<Ev>().unwrap());
+        // Decoded as another type, it is read from its JSON.
+        let value = typed.decode::<serde_json::Value>().unwrap();
+        assert_eq!(value["message"], "hi");
     }
 
     #[test]
