@@ -3,9 +3,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rand::Rng;
-use switchboard::prelude::*;
-
 use switchboard::layer::Envelope;
+use switchboard::prelude::*;
 
 use crate::history::{HISTORY_CHANNEL, History, HistoryMessage};
 
