@@ -75,11 +75,13 @@ impl ChatConsumer {
             id: format!("{}#{}", ws.channel_name(), self.said),
         };
         // Typed: a worker in this process gets the message without parsing it back.
-        let sent = match Envelope::typed(remember) {
-            Ok(envelope) => ws.channel_layer().send(HISTORY_CHANNEL, envelope).await,
-            Err(err) => Err(err),
+        let layer = ws.channel_layer();
+        let sent = async {
+            layer
+                .send(HISTORY_CHANNEL, Envelope::typed(remember)?)
+                .await
         };
-        if let Err(err) = sent {
+        if let Err(err) = sent.await {
             history_not_written(&self.room, &err);
         }
     }

@@ -12,33 +12,13 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::consumers::{ChatEvent, ChatInput};
 
-/// The `"type"` of [`ChatEvent::ChatMessage`].
-const CHAT_MESSAGE: &str = "chat.message";
-
 /// The keys a chat input reads; any other is skipped.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
 enum Key {
     Message,
+    #[serde(other)]
     Other,
-}
-
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Key, D::Error> {
-        struct KeyVisitor;
-        impl Visitor<'_> for KeyVisitor {
-            type Value = Key;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
-                Ok(if key == "message" {
-                    Key::Message
-                } else {
-                    Key::Other
-                })
-            }
-        }
-        deserializer.deserialize_identifier(KeyVisitor)
-    }
 }
 
 /// A string field, named in the error when it is something else.
@@ -63,27 +43,11 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
-/// A `"type"` that must be [`CHAT_MESSAGE`], compared without copying it.
-struct ChatMessageTag;
-
-impl<'de> Deserialize<'de> for ChatMessageTag {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ChatMessageTag, D::Error> {
-        struct TagVisitor;
-        impl Visitor<'_> for TagVisitor {
-            type Value = ChatMessageTag;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an event type")
-            }
-            fn visit_str<E: de::Error>(self, tag: &str) -> Result<ChatMessageTag, E> {
-                if tag == CHAT_MESSAGE {
-                    Ok(ChatMessageTag)
-                } else {
-                    Err(E::custom("unknown chat event type"))
-                }
-            }
-        }
-        deserializer.deserialize_str(TagVisitor)
-    }
+/// The one `"type"` a room event may have, compared without copying it.
+#[derive(Deserialize)]
+enum ChatEventType {
+    #[serde(rename = "chat.message")]
+    ChatMessage,
 }
 
 /// `{"message": "<text>", ...}`: an object with a string `message`; other fields are ignored.
@@ -120,7 +84,7 @@ impl<'de> Deserialize<'de> for ChatEvent {
         #[derive(Deserialize)]
         struct Fields {
             #[serde(rename = "type")]
-            _type: ChatMessageTag,
+            _type: ChatEventType,
             message: String,
             user: String,
         }

@@ -117,7 +117,6 @@ pub(super) async fn run(weak: Weak<Inner>, index: usize, mut queued: mpsc::Recei
             Ok(pushed) => note_full_channels(&inner, &plan, &pushed),
             Err(err) => deliver_locally(&inner, shard, &plan, &err).await,
         }
-        drop(plan);
         batch.clear();
     }
 }
