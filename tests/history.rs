@@ -91,6 +91,21 @@ async fn with_history_off_a_joiner_gets_live_messages_only() {
 }
 
 #[tokio::test]
+async fn in_memory_history_is_written_by_the_consumer_without_a_worker() {
+    // As `chat-app --no-workers` serves: nobody receives on the history worker's channel.
+    let app = chat_app::routing::application(chat_app::state::AppState::in_memory());
+    let server = TestServer::start(app).await;
+    let mut early = server.connect(&room("no-worker")).await;
+    say(&mut early, "kept").await;
+    // The sender's own copy arrives after the consumer has stored the message.
+    assert_eq!(recv_json(&mut early).await["message"], "kept");
+
+    let mut late = server.connect(&room("no-worker")).await;
+    assert_eq!(texts(&recv_json(&mut late).await), ["kept"]);
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn history_is_kept_per_room() {
     let node = ChatNode::start(Arc::new(InMemoryChannelLayer::new()), History::in_memory()).await;
     let mut red = node.server.connect(&room("red")).await;

@@ -63,9 +63,20 @@ impl ChatConsumer {
 }
 
 impl ChatConsumer {
-    /// Hands a message to the history worker. Best effort: a full or absent worker must not
-    /// cost the chat.
+    /// Adds a message to the room's history. In memory it is pushed right here: a push under a
+    /// lock costs less than the hop to a worker (measured: that hop was ~3 µs per message, a
+    /// quarter of the server's CPU at 10 members per room). For Redis it goes to the history
+    /// worker, so the chat never waits for a round trip; best effort: a full or absent worker
+    /// must not cost the chat.
     async fn remember(&mut self, ws: &mut Websocket, message: String) {
+        let layer = match &self.history {
+            History::Off => return,
+            History::Memory(rooms) => {
+                rooms.push(&self.room, message, self.display_name.clone());
+                return;
+            }
+            History::Redis { .. } => ws.channel_layer(),
+        };
         self.said += 1;
         let remember = HistoryMessage {
             room: self.room.clone(),
@@ -75,7 +86,6 @@ impl ChatConsumer {
             id: format!("{}#{}", ws.channel_name(), self.said),
         };
         // Typed: a worker in this process gets the message without parsing it back.
-        let layer = ws.channel_layer();
         let sent = async {
             layer
                 .send(HISTORY_CHANNEL, Envelope::typed(remember)?)

@@ -1,13 +1,15 @@
-//! Room history: the last messages of each room, written by a background worker fed through
-//! the channel layer, so the consumer's hot path never waits for storage.
+//! Room history: the last messages of each room.
 //!
-//! In memory by default (one process, lost on restart); in Redis with `--layer redis://…`, as
-//! one capped sorted set per room, ordered by when the server received each message, so every
-//! process serves the same history in the same order — whichever worker process wrote it — and
-//! it survives restarts. A room that never had a message has no entry at all.
+//! In memory by default (one process, lost on restart): the consumer appends each message itself,
+//! a push under a lock that costs less than handing it to anyone. In Redis with
+//! `--layer redis://…`: written by a background worker fed through the channel layer, so the
+//! consumer never waits for a round trip, as one capped sorted set per room, ordered by when the
+//! server received each message, so every process serves the same history in the same order —
+//! whichever worker process wrote it — and it survives restarts. A room that never had a message
+//! has no entry at all.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use fred::prelude::{Builder, ClientLike, Config, KeysInterface, SortedSetsInterface};
 use switchboard::prelude::*;
@@ -66,7 +68,7 @@ pub enum History {
     /// Kept nowhere.
     Off,
     /// In this process.
-    Memory(Arc<Mutex<HashMap<String, VecDeque<HistoryEntry>>>>),
+    Memory(MemoryHistory),
     /// In Redis: the sorted set `{prefix}:chat-history:{room}`, scored by arrival time, capped.
     Redis {
         /// The connection.
@@ -89,7 +91,7 @@ impl History {
 
     /// History kept in this process.
     pub fn in_memory() -> History {
-        History::Memory(Arc::default())
+        History::Memory(MemoryHistory::default())
     }
 
     /// History kept in Redis at `url`.
@@ -109,21 +111,12 @@ impl History {
         })
     }
 
-    fn lock(
-        rooms: &Mutex<HashMap<String, VecDeque<HistoryEntry>>>,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<HistoryEntry>>> {
-        // Plain data: a panic elsewhere cannot leave it half-updated in a harmful way.
-        rooms.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Remembers messages of any rooms, in one round trip to Redis, forgetting the oldest
     /// beyond [`HISTORY_LIMIT`] per room.
     pub async fn append(&self, messages: &[&HistoryMessage]) -> Result<()> {
         match self {
             History::Off => Ok(()),
             History::Memory(rooms) => {
-                // One process, one worker: arrival order is the order they were sent in.
-                let mut rooms = Self::lock(rooms);
                 for HistoryMessage {
                     room,
                     message,
@@ -131,20 +124,7 @@ impl History {
                     ..
                 } in messages
                 {
-                    // Looked up before inserting: the room's name is copied once per room,
-                    // not once per message.
-                    if !rooms.contains_key(room) {
-                        rooms.insert(room.clone(), VecDeque::new());
-                    }
-                    if let Some(kept) = rooms.get_mut(room) {
-                        if kept.len() == HISTORY_LIMIT {
-                            kept.pop_front();
-                        }
-                        kept.push_back(HistoryEntry {
-                            message: message.clone(),
-                            user: user.clone(),
-                        });
-                    }
+                    rooms.push(room, message.clone(), user.clone());
                 }
                 Ok(())
             }
@@ -213,10 +193,7 @@ impl History {
     pub async fn recent(&self, room: &str) -> Result<Vec<HistoryEntry>> {
         match self {
             History::Off => Ok(Vec::new()),
-            History::Memory(rooms) => Ok(Self::lock(rooms)
-                .get(room)
-                .map(|entries| entries.iter().cloned().collect())
-                .unwrap_or_default()),
+            History::Memory(rooms) => Ok(rooms.recent(room)),
             History::Redis { client, prefix } => {
                 let keep = HISTORY_LIMIT as i64;
                 let raw: Vec<String> = client
@@ -237,7 +214,7 @@ impl History {
         match self {
             History::Off => Ok(()),
             History::Memory(rooms) => {
-                Self::lock(rooms).remove(room);
+                rooms.clear(room);
                 Ok(())
             }
             History::Redis { client, prefix } => client
@@ -246,6 +223,49 @@ impl History {
                 .map(|_| ())
                 .map_err(|err| Error::custom(format!("clearing history of {room}: {err}"))),
         }
+    }
+}
+
+/// History kept in this process: each room's last [`HISTORY_LIMIT`] messages.
+///
+/// One process writes it, so arrival order is the order messages were sent in; no time or id
+/// is needed. Cloning shares the store.
+#[derive(Clone, Default)]
+pub struct MemoryHistory {
+    rooms: Arc<Mutex<HashMap<String, VecDeque<HistoryEntry>>>>,
+}
+
+impl MemoryHistory {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, VecDeque<HistoryEntry>>> {
+        // Plain data: a panic elsewhere cannot leave it half-updated in a harmful way.
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Remembers a message, forgetting the room's oldest beyond [`HISTORY_LIMIT`].
+    pub fn push(&self, room: &str, message: String, user: String) {
+        let mut rooms = self.lock();
+        // Looked up before inserting: the room's name is copied once per room, not per message.
+        if !rooms.contains_key(room) {
+            rooms.insert(room.to_owned(), VecDeque::new());
+        }
+        if let Some(kept) = rooms.get_mut(room) {
+            if kept.len() == HISTORY_LIMIT {
+                kept.pop_front();
+            }
+            kept.push_back(HistoryEntry { message, user });
+        }
+    }
+
+    /// The room's remembered messages, oldest first.
+    pub fn recent(&self, room: &str) -> Vec<HistoryEntry> {
+        self.lock()
+            .get(room)
+            .map(|entries| entries.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn clear(&self, room: &str) {
+        self.lock().remove(room);
     }
 }
 

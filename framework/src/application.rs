@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, FutureExt};
 use futures::{Sink, Stream};
 use http::{HeaderMap, Response, StatusCode};
 use tokio::sync::oneshot;
@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::layer::SharedLayer;
 use crate::scope::Scope;
+use crate::server::transport::Socket;
 
 /// An HTTP response with its whole body.
 pub type HttpResponse = Response<Bytes>;
@@ -213,7 +214,7 @@ pub enum HandshakeAnswer {
 pub struct WebsocketConnection {
     pub(crate) layer: SharedLayer,
     answer: Option<oneshot::Sender<HandshakeAnswer>>,
-    upgrade: Option<BoxFuture<'static, Option<BoxTransport>>>,
+    upgrade: Option<BoxFuture<'static, Option<Socket>>>,
     pub(crate) shutdown: CancellationToken,
     /// Cancelled when the server stops waiting for the handshake answer (connect timeout).
     /// The consumer's runner takes it for the handshake only: kept, the token's allocation
@@ -241,6 +242,20 @@ impl WebsocketConnection {
         layer: SharedLayer,
         answer: oneshot::Sender<HandshakeAnswer>,
         upgrade: BoxFuture<'static, Option<BoxTransport>>,
+        shutdown: CancellationToken,
+    ) -> WebsocketConnection {
+        let upgrade = upgrade
+            .map(|transport| transport.map(Socket::Boxed))
+            .boxed();
+        WebsocketConnection::upgrading_to(layer, answer, upgrade, shutdown)
+    }
+
+    /// [`WebsocketConnection::new`] for the server's own connections, whose transport is not
+    /// boxed.
+    pub(crate) fn upgrading_to(
+        layer: SharedLayer,
+        answer: oneshot::Sender<HandshakeAnswer>,
+        upgrade: BoxFuture<'static, Option<Socket>>,
         shutdown: CancellationToken,
     ) -> WebsocketConnection {
         WebsocketConnection {
@@ -293,7 +308,7 @@ impl WebsocketConnection {
     }
 
     /// Waits for the upgraded transport after an acceptance.
-    pub(crate) async fn upgraded(&mut self) -> Option<BoxTransport> {
+    pub(crate) async fn upgraded(&mut self) -> Option<Socket> {
         self.upgrade.take()?.await
     }
 }

@@ -11,9 +11,10 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Utf8Bytes};
 
 use super::{CloseCode, Message};
-use crate::application::{BoxTransport, HandshakeAnswer, WebsocketConnection};
+use crate::application::{HandshakeAnswer, WebsocketConnection};
 use crate::layer::{Envelope, Event, SharedLayer};
 use crate::scope::Scope;
+use crate::server::transport::Socket;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +38,7 @@ pub struct Websocket {
     channel_name: String,
     layer: SharedLayer,
     conn: WebsocketConnection,
-    pub(crate) transport: Option<BoxTransport>,
+    pub(crate) transport: Option<Socket>,
     pub(crate) state: State,
     pub(crate) groups: Vec<String>,
     pub(crate) unflushed: bool,

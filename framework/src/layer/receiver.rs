@@ -19,9 +19,10 @@ pub struct ChannelReceiver {
     queue: mpsc::Receiver<Arc<Envelope>>,
     expiry: Duration,
     on_drop: Option<OnDrop>,
-    /// The time expiry is judged against, and how many more messages may be judged against it
-    /// before the clock is read again (see [`ChannelReceiver::fresh`]).
-    now: Instant,
+    /// Messages created before this have expired (`None`: none can have, the clock is younger
+    /// than the expiry); worked out from the clock when it is read, and how many more messages
+    /// may be judged against it before the clock is read again (see [`ChannelReceiver::fresh`]).
+    expired_before: Option<Instant>,
     judged: u8,
 }
 
@@ -41,7 +42,7 @@ impl ChannelReceiver {
             queue,
             expiry,
             on_drop: Some(Box::new(on_drop)),
-            now: Instant::now(),
+            expired_before: None,
             judged: JUDGED_PER_CLOCK_READ,
         }
     }
@@ -87,11 +88,12 @@ impl ChannelReceiver {
     /// burst is drained in microseconds, and expiry is counted in seconds.
     fn fresh(&mut self, envelope: &Envelope) -> bool {
         if self.judged >= JUDGED_PER_CLOCK_READ {
-            self.now = Instant::now();
+            self.expired_before = Instant::now().checked_sub(self.expiry);
             self.judged = 0;
         }
         self.judged += 1;
-        self.now.saturating_duration_since(envelope.created()) <= self.expiry
+        self.expired_before
+            .is_none_or(|before| envelope.created() >= before)
     }
 }
 

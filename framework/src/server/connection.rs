@@ -23,10 +23,10 @@ use tokio_util::task::TaskTracker;
 
 use super::ServerConfig;
 use super::handshake::{self, Refusal};
-use super::transport::TcpTransport;
+use super::transport::{Socket, TcpTransport};
 use crate::application::{
-    Application, BoxTransport, Connection, HandshakeAnswer, HttpConnection, HttpResponse,
-    Keepalive, WebsocketConnection, plain_response,
+    Application, Connection, HandshakeAnswer, HttpConnection, HttpResponse, Keepalive,
+    WebsocketConnection, plain_response,
 };
 use crate::layer::SharedLayer;
 use crate::scope::{Protocol, Scope};
@@ -156,7 +156,7 @@ async fn respond_http<A: Application>(
 /// tungstenite straight over the TCP stream when hyper hands it back (it does for this server's
 /// own connections): without hyper's `Upgraded` (a boxed stream behind a rewind buffer) in
 /// between, a connection keeps one allocation less and reads and writes cross fewer layers.
-async fn websocket_over(upgraded: Upgraded, config: WebSocketConfig) -> BoxTransport {
+async fn websocket_over(upgraded: Upgraded, config: WebSocketConfig) -> Socket {
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             let stream = parts.io.into_inner();
@@ -168,12 +168,12 @@ async fn websocket_over(upgraded: Upgraded, config: WebSocketConfig) -> BoxTrans
                 let read = parts.read_buf.to_vec();
                 WebSocketStream::from_partially_read(stream, read, role, Some(config)).await
             };
-            Box::new(TcpTransport::new(transport))
+            Socket::Tcp(TcpTransport::new(transport))
         }
-        Err(upgraded) => Box::new(
+        Err(upgraded) => Socket::Boxed(Box::new(
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await,
-        ),
+        )),
     }
 }
 
@@ -219,7 +219,7 @@ async fn respond_websocket<A: Application>(
     .boxed();
 
     let (answer_tx, answer_rx) = oneshot::channel();
-    let conn = WebsocketConnection::new(
+    let conn = WebsocketConnection::upgrading_to(
         Arc::clone(&shared.layer),
         answer_tx,
         upgrade,

@@ -14,7 +14,7 @@ mod config;
 mod connection;
 mod handshake;
 mod signal;
-mod transport;
+pub(crate) mod transport;
 
 use std::future::Future;
 use std::net::SocketAddr;
