@@ -64,10 +64,10 @@ impl ChatConsumer {
 
 impl ChatConsumer {
     /// Adds a message to the room's history. In memory it is pushed right here: a push under a
-    /// lock costs less than the hop to a worker (measured: that hop was ~3 µs per message, a
-    /// quarter of the server's CPU at 10 members per room). For Redis it goes to the history
-    /// worker, so the chat never waits for a round trip; best effort: a full or absent worker
-    /// must not cost the chat.
+    /// lock is less work than handing it to a worker (an encode, a queue, the worker's wake-up
+    /// and the copies into the store). For Redis it goes to the history worker, so the chat
+    /// never waits for a round trip; best effort: a full or absent worker must not cost the
+    /// chat.
     async fn remember(&mut self, ws: &mut Websocket, message: String) {
         let layer = match &self.history {
             History::Off => return,
