@@ -62,8 +62,34 @@ type Queue = mpsc::Sender<Arc<Envelope>>;
 struct Member {
     queue: Queue,
     joined: Instant,
-    /// Whether this member's queue was full at the last group send.
-    missing: bool,
+}
+
+/// How often, at most, the layer warns about group messages dropped for full channels.
+const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Group messages dropped because a member's channel was full, since the last warning.
+///
+/// Counted and reported at most once per [`DROP_WARNING_INTERVAL`]: overloaded, members fill
+/// and drain all the time, and a line per member per episode was a flood whose writing cost
+/// more than the deliveries (tens of thousands of lines a second at 10 members per room).
+#[derive(Default)]
+struct Drops {
+    dropped: u64,
+    last_warning: Option<Instant>,
+}
+
+impl Drops {
+    fn note(&mut self, group: &str, channel: &str, now: Instant) {
+        self.dropped += 1;
+        if self
+            .last_warning
+            .is_none_or(|at| now.saturating_duration_since(at) >= DROP_WARNING_INTERVAL)
+        {
+            tracing::warn!(%group, %channel, dropped = self.dropped, "channel full: group messages dropped for members that do not keep up (this one and `dropped` in all since the last warning)");
+            self.dropped = 0;
+            self.last_warning = Some(now);
+        }
+    }
 }
 
 /// A channel's queue and the groups it was added to.
@@ -90,6 +116,7 @@ struct State {
     /// allocation), it costs less memory per member than an ordered map, and a room's members
     /// are walked on every send but looked up only when one joins or leaves.
     groups: HashMap<Arc<str>, Vec<(Arc<str>, Member)>>,
+    drops: Drops,
 }
 
 impl State {
@@ -297,7 +324,6 @@ impl InMemoryChannelLayer {
         let member = Member {
             queue,
             joined: Instant::now(),
-            missing: false,
         };
         let members = state.groups.entry(group).or_default();
         // Joining again renews the membership where it stands.
@@ -329,34 +355,28 @@ impl InMemoryChannelLayer {
         validate_group_name(group)?;
         let expiry = self.inner.config.group_expiry;
         let mut state = self.inner.state();
-        let Some(members) = state.groups.get_mut(group) else {
+        let State { groups, drops, .. } = &mut *state;
+        let Some(members) = groups.get_mut(group) else {
             return Ok(());
         };
+        let now = Instant::now();
         // One subtraction per send rather than one per member: joined before this, expired.
-        let expired_before = Instant::now().checked_sub(expiry);
+        let expired_before = now.checked_sub(expiry);
         members.retain_mut(|(channel, member)| {
             if expired_before.is_some_and(|before| member.joined < before) {
                 return false;
             }
             match member.queue.try_send(Arc::clone(&message)) {
-                Ok(()) => {
-                    member.missing = false;
-                    true
-                }
+                Ok(()) => true,
                 Err(TrySendError::Full(_)) => {
-                    // Once per episode, not once per message: a stuck reader in a busy room
-                    // would otherwise flood the log.
-                    if !member.missing {
-                        member.missing = true;
-                        tracing::warn!(%group, %channel, "channel full: this member misses group messages until it catches up");
-                    }
+                    drops.note(group, channel, now);
                     true
                 }
                 Err(TrySendError::Closed(_)) => false,
             }
         });
         if members.is_empty() {
-            state.groups.remove(group);
+            groups.remove(group);
         }
         Ok(())
     }
