@@ -461,15 +461,25 @@ mod tests {
         assert_eq!(layer.group_size("g"), 2);
     }
 
+    /// `count` new channels, each added to `group`, in that order.
+    async fn joined(
+        layer: &InMemoryChannelLayer,
+        group: &str,
+        count: usize,
+    ) -> Vec<ChannelReceiver> {
+        let mut channels = Vec::new();
+        for _ in 0..count {
+            let channel = layer.new_channel().await.unwrap();
+            layer.group_add(group, channel.name()).await.unwrap();
+            channels.push(channel);
+        }
+        channels
+    }
+
     #[tokio::test]
     async fn group_fan_out_shares_one_envelope() {
         let layer = InMemoryChannelLayer::new();
-        let mut members = Vec::new();
-        for _ in 0..10 {
-            let rx = layer.new_channel().await.unwrap();
-            layer.group_add("room", rx.name()).await.unwrap();
-            members.push(rx);
-        }
+        let mut members = joined(&layer, "room", 10).await;
         let sent = msg(7);
         layer.group_send("room", Arc::clone(&sent)).await.unwrap();
         for rx in &mut members {
@@ -519,12 +529,7 @@ mod tests {
     #[tokio::test]
     async fn a_group_is_walked_in_the_order_its_members_joined() {
         let layer = InMemoryChannelLayer::new();
-        let mut channels = Vec::new();
-        for _ in 0..5 {
-            let channel = layer.new_channel().await.unwrap();
-            layer.group_add("room", channel.name()).await.unwrap();
-            channels.push(channel);
-        }
+        let channels = joined(&layer, "room", 5).await;
         let names: Vec<String> = channels.iter().map(|c| c.name().to_owned()).collect();
         // Joining again renews the membership in place.
         layer.group_add("room", &names[1]).await.unwrap();
