@@ -153,3 +153,44 @@ async fn with_redis_history_is_shared_between_processes_and_survives_restarts() 
     again.history.clear("shared").await.expect("clear");
     again.stop().await;
 }
+
+/// A burst far beyond the layer's default capacity of 100 still reaches the Redis history
+/// whole: the history channel has a capacity of its own (`history::layer_config`).
+#[tokio::test]
+async fn with_redis_a_burst_of_messages_is_all_written_to_the_history() {
+    let Some(url) = redis_url().await else { return };
+    let prefix = unique_prefix("burst");
+    let node = redis_node(&url, &prefix).await;
+    node.history.clear("burst").await.expect("clear");
+    let mut writer = node.server.connect(&room("burst")).await;
+    let total = 2000;
+    // Zero-padded, so texts sort like numbers should two share an arrival time.
+    for n in 0..total {
+        say(&mut writer, &format!("m{n:04}")).await;
+    }
+    let last = format!("m{:04}", total - 1);
+    within("the burst's last message in the history", async {
+        loop {
+            let recent = node.history.recent("burst").await.unwrap_or_default();
+            if recent.last().is_some_and(|entry| entry.message == last) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let expected: Vec<String> = (total - HISTORY_LIMIT..total)
+        .map(|n| format!("m{n:04}"))
+        .collect();
+    let stored: Vec<String> = node
+        .history
+        .recent("burst")
+        .await
+        .expect("history")
+        .into_iter()
+        .map(|entry| entry.message)
+        .collect();
+    assert_eq!(stored, expected);
+    node.history.clear("burst").await.expect("clear");
+    node.stop().await;
+}

@@ -387,3 +387,29 @@ async fn a_full_named_channel_on_redis_refuses_sends_until_drained() {
     .await;
     assert_eq!(next_n(&mut worker).await, 7);
 }
+
+/// Channels' `channel_capacity`: a named channel given its own capacity holds that many on
+/// Redis while the layer's default (3 here) would have dropped the rest.
+#[tokio::test]
+async fn a_named_channel_with_its_own_capacity_holds_more_on_redis() {
+    let Some(url) = redis_url().await else { return };
+    let prefix = unique_prefix("capacity");
+    let layer = RedisChannelLayer::connect(
+        RedisConfig::new([url.clone()])
+            .prefix(prefix.clone())
+            .layer(small().channel_capacity("big-*", 6)),
+    )
+    .await
+    .expect("connect");
+    for n in 0..6 {
+        layer
+            .send("big-jobs", message(n))
+            .await
+            .expect("room for 6");
+    }
+    let mut worker = layer.receive_channel("big-jobs").await.expect("receive");
+    for n in 0..6u64 {
+        assert_eq!(next_n(&mut worker).await, n, "all 6, in order");
+    }
+    nothing_more(&mut worker).await;
+}

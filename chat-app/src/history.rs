@@ -12,11 +12,23 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use fred::prelude::{Builder, ClientLike, Config, KeysInterface, SortedSetsInterface};
+use switchboard::layer::LayerConfig;
 use switchboard::prelude::*;
 use switchboard::worker::{ChannelNameRouter, Worker, WorkerContext};
 
 /// The channel name the history worker receives on.
 pub const HISTORY_CHANNEL: &str = "chat-history";
+
+/// Messages the history channel holds for its workers (Channels' `channel_capacity`): the
+/// layer's default of 100 filled in a few milliseconds at tens of thousands of messages a
+/// second, and history was dropped while the workers were waiting for a round trip.
+pub const HISTORY_CAPACITY: usize = 10_000;
+
+/// The chat-app's channel layer limits: Channels' defaults, with room for the history
+/// channel's bursts.
+pub fn layer_config() -> LayerConfig {
+    LayerConfig::default().channel_capacity(HISTORY_CHANNEL, HISTORY_CAPACITY)
+}
 
 /// Messages kept per room.
 pub const HISTORY_LIMIT: usize = 100;
@@ -275,7 +287,7 @@ pub struct HistoryWorker {
 }
 
 /// Most history messages written in one round trip.
-const HISTORY_BATCH: usize = 128;
+const HISTORY_BATCH: usize = 512;
 
 impl Worker for HistoryWorker {
     type Message = HistoryMessage;

@@ -38,10 +38,19 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), String> {
     let (layer, history): (SharedLayer, History) = match cli.layers.first() {
-        None if cli.no_history => (Arc::new(InMemoryChannelLayer::new()), History::off()),
-        None => (Arc::new(InMemoryChannelLayer::new()), History::in_memory()),
+        None => {
+            let layer = Arc::new(InMemoryChannelLayer::with_config(history::layer_config()));
+            let history = if cli.no_history {
+                History::off()
+            } else {
+                History::in_memory()
+            };
+            (layer, history)
+        }
         Some(first) => {
-            let config = RedisConfig::new(cli.layers.clone()).prefix(cli.layer_prefix.clone());
+            let config = RedisConfig::new(cli.layers.clone())
+                .prefix(cli.layer_prefix.clone())
+                .layer(history::layer_config());
             let layer = RedisChannelLayer::connect(config)
                 .await
                 .map_err(|err| err.to_string())?;

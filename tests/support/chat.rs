@@ -51,7 +51,9 @@ impl ChatNode {
     /// A chat-app on Redis at `urls` under `prefix`, history on the first server, as
     /// `chat-app --layer` runs it.
     pub async fn redis(urls: &[String], prefix: &str) -> ChatNode {
-        let config = RedisConfig::new(urls.to_vec()).prefix(prefix);
+        let config = RedisConfig::new(urls.to_vec())
+            .prefix(prefix)
+            .layer(chat_app::history::layer_config());
         let layer = RedisChannelLayer::connect(config)
             .await
             .expect("connect to Redis");

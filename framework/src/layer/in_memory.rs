@@ -16,7 +16,19 @@ use super::{ChannelLayer, ChannelReceiver, Envelope, validate_channel_name, vali
 use crate::{Error, Result};
 
 /// Limits of a channel layer, with Channels' defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// ```
+/// use switchboard::layer::LayerConfig;
+///
+/// // Channels' `"capacity": 100, "channel_capacity": {"thumbnails": 1000, "chat.*": 20}`.
+/// let config = LayerConfig::default()
+///     .channel_capacity("thumbnails", 1000)
+///     .channel_capacity("chat.*", 20);
+/// assert_eq!(config.capacity_of("thumbnails"), 1000);
+/// assert_eq!(config.capacity_of("chat.log"), 20);
+/// assert_eq!(config.capacity_of("specific.abc!1"), 100);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LayerConfig {
     /// Messages a channel holds before it is full (default 100).
@@ -25,6 +37,9 @@ pub struct LayerConfig {
     pub expiry: Duration,
     /// How long a group membership lives without being renewed by `group_add` (default 1 day).
     pub group_expiry: Duration,
+    /// Capacities of particular channels, as `(pattern, capacity)` in the order they were
+    /// added (Channels' `channel_capacity`); see [`LayerConfig::channel_capacity`].
+    pub channel_capacity: Vec<(String, usize)>,
 }
 
 impl Default for LayerConfig {
@@ -33,6 +48,7 @@ impl Default for LayerConfig {
             capacity: 100,
             expiry: Duration::from_secs(60),
             group_expiry: Duration::from_secs(86_400),
+            channel_capacity: Vec::new(),
         }
     }
 }
@@ -42,6 +58,29 @@ impl LayerConfig {
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity.max(1);
         self
+    }
+
+    /// Gives the channels matching `pattern` their own capacity (at least 1), like Channels'
+    /// `channel_capacity`: a busy worker channel can hold a burst while every WebSocket's
+    /// channel keeps the small default that drops for a client that does not read.
+    ///
+    /// A pattern is a channel name, or a prefix followed by `*` (`"chat.*"`, `"specific.*"`);
+    /// the first pattern added that matches wins.
+    pub fn channel_capacity(mut self, pattern: impl Into<String>, capacity: usize) -> Self {
+        self.channel_capacity
+            .push((pattern.into(), capacity.max(1)));
+        self
+    }
+
+    /// The capacity of the channel `name`: its pattern's, else [`LayerConfig::capacity`].
+    pub fn capacity_of(&self, name: &str) -> usize {
+        self.channel_capacity
+            .iter()
+            .find(|(pattern, _)| match pattern.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == pattern,
+            })
+            .map_or(self.capacity, |(_, capacity)| *capacity)
     }
 
     /// Sets [`LayerConfig::expiry`].
@@ -206,8 +245,8 @@ impl InMemoryChannelLayer {
     }
 
     /// The layer's limits.
-    pub fn config(&self) -> LayerConfig {
-        self.inner.config
+    pub fn config(&self) -> &LayerConfig {
+        &self.inner.config
     }
 
     /// How many members a group has right now (expired memberships excluded).
@@ -243,7 +282,7 @@ impl InMemoryChannelLayer {
     fn new_channel_now(&self) -> ChannelReceiver {
         let n = self.inner.next_channel.fetch_add(1, Ordering::Relaxed);
         let name = format!("specific.{}!{n}", self.inner.process);
-        let (tx, rx) = mpsc::channel(self.inner.config.capacity);
+        let (tx, rx) = mpsc::channel(self.inner.config.capacity_of(&name));
         self.inner.state().open_channel(&name, tx);
         self.receiver(name, rx)
     }
@@ -259,7 +298,7 @@ impl InMemoryChannelLayer {
 
     fn receive_channel_now(&self, name: &str) -> Result<ChannelReceiver> {
         validate_named_channel(name)?;
-        let (tx, rx) = mpsc::channel(self.inner.config.capacity);
+        let (tx, rx) = mpsc::channel(self.inner.config.capacity_of(name));
         {
             let mut state = self.inner.state();
             if state
@@ -444,6 +483,32 @@ mod tests {
         assert!(matches!(err, Error::ChannelFull(_)), "{err}");
         assert_eq!(rx.recv().await.unwrap().json(), msg(1).json());
         layer.send(rx.name(), msg(4)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_channel_capacity_pattern_sizes_only_its_channels() {
+        let config = LayerConfig::default()
+            .capacity(1)
+            .channel_capacity("jobs", 3)
+            .channel_capacity("jobs*", 5);
+        let layer = InMemoryChannelLayer::with_config(config);
+        let jobs = layer.receive_channel("jobs").await.unwrap();
+        for n in 0..3 {
+            layer.send(jobs.name(), msg(n)).await.unwrap();
+        }
+        let err = layer.send(jobs.name(), msg(9)).await.unwrap_err();
+        assert!(
+            matches!(err, Error::ChannelFull(_)),
+            "the first match wins: {err}"
+        );
+        let rx = layer.new_channel().await.unwrap();
+        layer.send(rx.name(), msg(1)).await.unwrap();
+        let err = layer.send(rx.name(), msg(2)).await.unwrap_err();
+        assert!(
+            matches!(err, Error::ChannelFull(_)),
+            "others keep the default: {err}"
+        );
+        assert_eq!(layer.config().capacity_of("jobs.thumbnails"), 5);
     }
 
     #[tokio::test]

@@ -25,13 +25,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use fred::prelude::{
     Builder, ClientLike, Config as FredConfig, EventInterface, ListInterface, PubsubInterface,
     ReconnectPolicy,
 };
-use fred::types::Message as RedisMessage;
+use fred::types::{Message as RedisMessage, Value};
 use futures::future::{BoxFuture, FutureExt};
 use tokio::sync::{Mutex, broadcast, mpsc, watch};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{
     ChannelLayer, ChannelReceiver, Envelope, InMemoryChannelLayer, LayerConfig, LayerStatus,
@@ -100,7 +102,6 @@ struct Inner {
     group_prefix: String,
     shards: Vec<Shard>,
     command_timeout: Duration,
-    layer_config: LayerConfig,
     /// Local members per subscribed group: the reference counts behind SUBSCRIBE/UNSUBSCRIBE.
     /// An async lock, held across the Redis round trip, so a join waits for the subscription
     /// another join of the same group started.
@@ -109,6 +110,18 @@ struct Inner {
     /// Named channels whose Redis list was found full, and until when sends to them fail
     /// without asking Redis (see [`pipeline::FULL_BACKOFF`]).
     full_channels: std::sync::Mutex<HashMap<String, Instant>>,
+}
+
+impl Inner {
+    /// The Redis channel of a group: `{prefix}:group:{group}`.
+    fn group_channel(&self, group: &str) -> String {
+        format!("{}{group}", self.group_prefix)
+    }
+
+    /// The Redis list of a named channel: `{prefix}:queue:{name}`.
+    fn queue_key(&self, name: &str) -> String {
+        format!("{}:queue:{name}", self.prefix)
+    }
 }
 
 /// The channel layer for several processes sharing Redis (Channels' `channels_redis`).
@@ -135,7 +148,7 @@ impl RedisChannelLayer {
         if config.hosts.is_empty() {
             return Err(Error::Layer("no Redis URL given".into()));
         }
-        let local = InMemoryChannelLayer::with_config(config.layer);
+        let local = InMemoryChannelLayer::with_config(config.layer.clone());
         let mut shards = Vec::with_capacity(config.hosts.len());
         let mut queues = Vec::with_capacity(config.hosts.len());
         for url in &config.hosts {
@@ -151,7 +164,6 @@ impl RedisChannelLayer {
                 prefix: config.prefix,
                 shards,
                 command_timeout: config.command_timeout,
-                layer_config: config.layer,
                 subscriptions: Mutex::new(HashMap::new()),
                 status,
                 full_channels: std::sync::Mutex::new(HashMap::new()),
@@ -192,7 +204,7 @@ impl RedisChannelLayer {
     }
 
     fn group_channel(&self, group: &str) -> String {
-        format!("{}:group:{group}", self.inner.prefix)
+        self.inner.group_channel(group)
     }
 
     fn process_channel(&self, process: &str) -> String {
@@ -201,6 +213,22 @@ impl RedisChannelLayer {
 
     fn shard(&self, redis_channel: &str) -> &Shard {
         &self.inner.shards[shard::shard_of(redis_channel, self.inner.shards.len())]
+    }
+
+    /// The server of a group's Redis channel; with one server, without naming the channel.
+    fn group_shard(&self, group: &str) -> &Shard {
+        match self.inner.shards.as_slice() {
+            [only] => only,
+            _ => self.shard(&self.group_channel(group)),
+        }
+    }
+
+    /// The server of a named channel's list; with one server, without naming the list.
+    fn queue_shard(&self, name: &str) -> &Shard {
+        match self.inner.shards.as_slice() {
+            [only] => only,
+            _ => self.shard(&self.inner.queue_key(name)),
+        }
     }
 
     async fn redis_subscribe(&self, shard: &Shard, channel: &str) -> Result<()> {
@@ -308,13 +336,11 @@ impl RedisChannelLayer {
 
     async fn do_group_send(&self, group: &str, message: Arc<Envelope>) -> Result<()> {
         validate_group_name(group)?;
-        let channel = self.group_channel(group);
-        let shard = self.shard(&channel);
+        let shard = self.group_shard(group);
         // While the server is known to be down, deliver to this process' members straight away;
         // so too when the pipeline has stopped.
         if shard.connected.load(Ordering::SeqCst) {
             let outgoing = Outgoing::Publish {
-                channel,
                 group: group.to_owned(),
                 envelope: Arc::clone(&message),
             };
@@ -338,10 +364,6 @@ impl RedisChannelLayer {
         }
     }
 
-    fn queue_key(&self, name: &str) -> String {
-        format!("{}:queue:{name}", self.inner.prefix)
-    }
-
     /// A send to a named channel: pushed on a Redis list that one worker, in whichever
     /// process, pops — Channels' queue semantics, bounded by the layer's capacity.
     ///
@@ -350,8 +372,7 @@ impl RedisChannelLayer {
     /// made: a message that finds the list full is dropped (and logged), and sends to that
     /// channel then fail with [`Error::ChannelFull`] for [`pipeline::FULL_BACKOFF`].
     async fn queue_push(&self, name: &str, message: Arc<Envelope>) -> Result<()> {
-        let key = self.queue_key(name);
-        let shard = self.shard(&key);
+        let shard = self.queue_shard(name);
         if !shard.connected.load(Ordering::SeqCst) {
             if self.inner.local.has_channel(name) {
                 return self.inner.local.send(name, message).await;
@@ -362,7 +383,6 @@ impl RedisChannelLayer {
             return Err(Error::ChannelFull(name.to_owned()));
         }
         let push = Outgoing::Push {
-            key,
             name: name.to_owned(),
             envelope: message,
         };
@@ -385,18 +405,20 @@ impl RedisChannelLayer {
 
     async fn do_receive_channel(&self, name: &str) -> Result<ChannelReceiver> {
         let receiver = self.inner.local.receive_channel(name).await?;
-        let key = self.queue_key(name);
+        let key = self.inner.queue_key(name);
         let shard = self.shard(&key);
         let client = shard
             .builder
             .build()
             .map_err(|err| Error::Layer(format!("Redis client for {}: {err}", shard.url)))?;
         init(&client, &shard.url, self.inner.command_timeout).await?;
+        let batch = self.inner.local.config().capacity_of(name).min(MAX_POP);
         tokio::spawn(pump_queue(
             client,
             key,
             name.to_owned(),
             self.inner.local.clone(),
+            batch,
         ));
         Ok(receiver)
     }
@@ -528,19 +550,21 @@ async fn listen(
     }
 }
 
-/// Most messages taken from a named channel's list in one round trip.
-const POP_BATCH: usize = 64;
+/// Most messages taken from a named channel's list in one round trip; a channel with a smaller
+/// capacity is taken up to its capacity, all its local queue can hold.
+const MAX_POP: usize = 1024;
 
 /// Moves a named channel's Redis list into the local receiver as long as the receiver lives:
-/// one blocking pop, then whatever else is waiting (up to [`POP_BATCH`]) in one more round
-/// trip. A full local queue stops the popping (the list holds the rest).
+/// one blocking pop, then whatever else is waiting (up to `batch`) in one more round trip. A
+/// full local queue stops the popping (the list holds the rest).
 async fn pump_queue(
     client: fred::clients::Client,
     key: String,
     name: String,
     local: InMemoryChannelLayer,
+    batch: usize,
 ) {
-    let mut held: VecDeque<Arc<Envelope>> = VecDeque::with_capacity(POP_BATCH);
+    let mut held: VecDeque<Arc<Envelope>> = VecDeque::with_capacity(batch);
     while local.has_channel(&name) {
         if let Some(envelope) = held.pop_front() {
             match local.send(&name, Arc::clone(&envelope)).await {
@@ -559,13 +583,17 @@ async fn pump_queue(
         match client.brpop::<Option<(String, String)>, _>(&key, 1.0).await {
             Ok(Some((_, json))) => {
                 held.push_back(Envelope::from_json(json));
-                match client
-                    .rpop::<Option<Vec<String>>, _>(&key, Some(POP_BATCH - 1))
-                    .await
-                {
-                    Ok(more) => held.extend(more.into_iter().flatten().map(Envelope::from_json)),
-                    Err(err) => {
-                        tracing::warn!(channel = %name, error = %err, "reading the worker queue failed; retrying")
+                if batch > 1 {
+                    match client
+                        .rpop::<Option<Vec<String>>, _>(&key, Some(batch - 1))
+                        .await
+                    {
+                        Ok(more) => {
+                            held.extend(more.into_iter().flatten().map(Envelope::from_json))
+                        }
+                        Err(err) => {
+                            tracing::warn!(channel = %name, error = %err, "reading the worker queue failed; retrying")
+                        }
                     }
                 }
             }
@@ -614,11 +642,22 @@ const YIELD_EVERY: usize = 32;
 
 /// Hands one received Redis message to local channels or groups, each event decoded once.
 async fn deliver(inner: &Inner, message: &RedisMessage) {
-    let Some(text) = message.value.as_str() else {
-        tracing::warn!(channel = %&*message.channel, "non-text payload on a switchboard channel: dropped");
-        return;
+    // Each event's envelope is cut out of the received buffer and shares it: no copy per event.
+    let (text, buffer): (&str, &Bytes) = match &message.value {
+        Value::String(text) => (text, text.inner()),
+        Value::Bytes(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => (text, bytes),
+            Err(_) => {
+                tracing::warn!(channel = %&*message.channel, "payload is not UTF-8: dropped");
+                return;
+            }
+        },
+        _ => {
+            tracing::warn!(channel = %&*message.channel, "non-text payload on a switchboard channel: dropped");
+            return;
+        }
     };
-    let payload = match wire::parse(&text) {
+    let payload = match wire::parse(text) {
         Ok(payload) => payload,
         Err(err) => {
             tracing::warn!(channel = %&*message.channel, error = %err, "unreadable payload: dropped");
@@ -633,7 +672,14 @@ async fn deliver(inner: &Inner, message: &RedisMessage) {
         if n > 0 && n % YIELD_EVERY == 0 {
             tokio::task::yield_now().await;
         }
-        let envelope = Envelope::from_json(event.get().to_owned());
+        // `event` borrows from `text`, which is `buffer`'s memory.
+        let envelope = match Utf8Bytes::try_from(buffer.slice_ref(event.get().as_bytes())) {
+            Ok(json) => Envelope::from_json(json),
+            Err(err) => {
+                tracing::warn!(channel = %&*message.channel, error = %err, "event is not UTF-8: dropped");
+                continue;
+            }
+        };
         let result = match (group, payload.channel) {
             (Some(group), _) => inner.local.group_send(group, envelope).await,
             (None, Some(channel)) => inner.local.send(channel, envelope).await,

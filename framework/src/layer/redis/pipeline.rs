@@ -31,17 +31,11 @@ pub(super) const FULL_BACKOFF: Duration = Duration::from_millis(100);
 pub(super) enum Outgoing {
     /// A message for every member of a group, in every process.
     Publish {
-        /// The Redis channel of the group.
-        channel: String,
-        /// The group, for local delivery when Redis cannot be reached.
         group: String,
         envelope: Arc<Envelope>,
     },
     /// A message for a named channel's list, popped by one worker somewhere.
     Push {
-        /// The Redis list.
-        key: String,
-        /// The channel name, for logs and local delivery.
         name: String,
         envelope: Arc<Envelope>,
     },
@@ -55,9 +49,9 @@ redis.call('LPUSH', KEYS[1], unpack(ARGV, 3, n + 2)) \
 redis.call('EXPIRE', KEYS[1], ARGV[2]) \
 return n";
 
-/// The items of a batch that share one target (a Redis channel or list), in queue order.
+/// The items of a batch that share one target (a group, or a named channel's list), in queue
+/// order. The Redis names are made here, once per target, not once per message.
 struct Merged<'a> {
-    target: &'a str,
     name: &'a str,
     items: Vec<&'a Arc<Envelope>>,
 }
@@ -74,26 +68,17 @@ impl<'a> Plan<'a> {
         let mut plan = Plan::default();
         let mut index: HashMap<(bool, &str), usize> = HashMap::new();
         for item in batch {
-            let (is_push, target, name, envelope) = match item {
-                Outgoing::Publish {
-                    channel,
-                    group,
-                    envelope,
-                } => (false, channel.as_str(), group.as_str(), envelope),
-                Outgoing::Push {
-                    key,
-                    name,
-                    envelope,
-                } => (true, key.as_str(), name.as_str(), envelope),
+            let (is_push, name, envelope) = match item {
+                Outgoing::Publish { group, envelope } => (false, group.as_str(), envelope),
+                Outgoing::Push { name, envelope } => (true, name.as_str(), envelope),
             };
             let list = if is_push {
                 &mut plan.pushes
             } else {
                 &mut plan.publishes
             };
-            let at = *index.entry((is_push, target)).or_insert_with(|| {
+            let at = *index.entry((is_push, name)).or_insert_with(|| {
                 list.push(Merged {
-                    target,
                     name,
                     items: Vec::new(),
                 });
@@ -128,17 +113,22 @@ async fn send(inner: &Inner, shard: &Shard, plan: &Plan<'_>) -> Result<Vec<i64>,
     for merged in &plan.publishes {
         let events: Vec<&str> = merged.items.iter().map(|e| e.json()).collect();
         pipeline
-            .publish::<(), _, _>(merged.target, wire::group_payload(&events))
+            .publish::<(), _, _>(
+                inner.group_channel(merged.name),
+                wire::group_payload(&events),
+            )
             .await
             .map_err(|err| err.to_string())?;
     }
-    let capacity = inner.layer_config.capacity.to_string();
-    let expiry = inner.layer_config.expiry.as_secs().max(1).to_string();
+    let config = inner.local.config();
+    let expiry = config.expiry.as_secs().max(1).to_string();
     for merged in &plan.pushes {
         // fred's pipelines have no EVAL of their own: EVAL script 1 key capacity expiry items…
         let eval = CustomCommand::new_static("EVAL", ClusterHash::Offset(2), false);
+        let key = inner.queue_key(merged.name);
+        let capacity = config.capacity_of(merged.name).to_string();
         let mut args = Vec::with_capacity(merged.items.len() + 5);
-        args.extend([QUEUE_PUSH, "1", merged.target, &capacity, &expiry]);
+        args.extend([QUEUE_PUSH, "1", &key, &capacity, &expiry]);
         args.extend(merged.items.iter().map(|e| e.json()));
         pipeline
             .custom::<(), _>(eval, args)
@@ -215,7 +205,6 @@ mod tests {
 
     fn publish(group: &str, n: u32) -> Outgoing {
         Outgoing::Publish {
-            channel: format!("p:group:{group}"),
             group: group.to_owned(),
             envelope: Envelope::encode(&n).unwrap(),
         }
@@ -223,7 +212,6 @@ mod tests {
 
     fn push(name: &str, n: u32) -> Outgoing {
         Outgoing::Push {
-            key: format!("p:queue:{name}"),
             name: name.to_owned(),
             envelope: Envelope::encode(&n).unwrap(),
         }
