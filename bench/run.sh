@@ -2,11 +2,11 @@
 # switchboard's benchmark: the chat-app against a minimal hand-written tokio-tungstenite server
 # (bench/src/bin/reference.rs), side by side in one run, on loopback only.
 #
-#   bash bench/run.sh              # full run (3 repeats, ~20 min on 2 cores)
+#   bash bench/run.sh              # full run (3 repeats, ~40 min on 2 cores)
 #   QUICK=1 bash bench/run.sh      # sanity run: short phases, 1 repeat, small idle counts (~5 min)
 #
 # Knobs (environment): REPEATS, SCENARIOS ("fanout-10x10 fanout-10x10-nohistory fanout-1x1000
-# idle redis"),
+# idle redis redis-nohistory"),
 # IDLE_BASE (10000), IDLE_MAX (19000), BUDGET (maxrate seconds per search), DURATION, WARMUP,
 # GRACE (seconds of one measured phase), FIXED_DURATION, CHAT_LOG_LEVEL (warn), OUT (results
 # directory), REDIS_SERVER (redis-server binary; the Redis scenario starts its own on a free port),
@@ -38,7 +38,7 @@ else
     GRACE=${GRACE:-1.5}
     FIXED_DURATION=${FIXED_DURATION:-8}
 fi
-SCENARIOS=${SCENARIOS:-"fanout-10x10 fanout-10x10-nohistory fanout-1x1000 idle redis"}
+SCENARIOS=${SCENARIOS:-"fanout-10x10 fanout-10x10-nohistory fanout-1x1000 idle redis redis-nohistory"}
 CHAT_LOG_LEVEL=${CHAT_LOG_LEVEL:-warn}
 LOG_CAP=${LOG_CAP:-20000000}
 REDIS_SERVER=${REDIS_SERVER:-redis-server}
@@ -237,10 +237,16 @@ idle_scenario() {
     done
 }
 
+# redis_scenario [--no-history]: the chat-app as it ships (room history in Redis, written by
+# the history workers), or the channel layer alone (both sides without history).
 redis_scenario() {
     if ! command -v "$REDIS_SERVER" >/dev/null; then
         log "redis: $REDIS_SERVER not found: skipping the Redis scenario"
         return
+    fi
+    local flags=("$@") name=redis-10x10-max single=chat-app
+    if (( ${#flags[@]} )); then
+        name=redis-10x10-nohistory-max single=chat-app-nohistory
     fi
     local rep port redis_pid a_pid a_url b_pid b_url
     local shape=(--rooms 10 --members 10 --senders 1
@@ -258,19 +264,19 @@ redis_scenario() {
             sleep 0.1
         done
         local layer=(--layer "redis://127.0.0.1:$port" --layer-prefix "bench$rep")
-        start_server "chat-app-a" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" "${layer[@]}"
+        start_server "chat-app-a" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" "${layer[@]}" "${flags[@]}"
         a_pid=$SERVER_PID a_url=$SERVER_URL
-        start_server "chat-app-b" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" "${layer[@]}"
+        start_server "chat-app-b" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" "${layer[@]}" "${flags[@]}"
         b_pid=$SERVER_PID b_url=$SERVER_URL
-        run_load redis-10x10-max cand redis-2proc "$rep" maxrate \
+        run_load "$name" cand redis-2proc "$rep" maxrate \
             --url "$a_url" --url "$b_url" --server-pid "$a_pid" --server-pid "$b_pid" \
             --server-pid "$redis_pid" "${shape[@]}" --room-prefix "x$rep"
         stop_server "$a_pid"
         stop_server "$b_pid"
         stop_server "$redis_pid"
 
-        start_named chat-app
-        run_load redis-10x10-max base inmemory-1proc "$rep" maxrate \
+        start_named "$single"
+        run_load "$name" base inmemory-1proc "$rep" maxrate \
             --url "$SERVER_URL" --server-pid "$SERVER_PID" "${shape[@]}" --room-prefix "y$rep"
         stop_server "$SERVER_PID"
     done
@@ -302,7 +308,8 @@ for scenario in $SCENARIOS; do
         fanout-1x1000) fanout_scenario 1 1000 50000 ;;
         idle) idle_scenario ;;
         redis) redis_scenario ;;
-        *) log "unknown scenario $scenario (known: fanout-10x10 fanout-10x10-nohistory fanout-1x1000 idle redis)" ;;
+        redis-nohistory) redis_scenario --no-history ;;
+        *) log "unknown scenario $scenario (known: fanout-10x10 fanout-10x10-nohistory fanout-1x1000 idle redis redis-nohistory)" ;;
     esac
 done
 
