@@ -555,8 +555,8 @@ async fn listen(
 const MAX_POP: usize = 1024;
 
 /// Moves a named channel's Redis list into the local receiver as long as the receiver lives:
-/// one blocking pop, then whatever else is waiting (up to `batch`) in one more round trip. A
-/// full local queue stops the popping (the list holds the rest).
+/// whatever is waiting (up to `batch`) in one round trip, or, when nothing is, one blocking
+/// pop. A full local queue stops the popping (the list holds the rest).
 async fn pump_queue(
     client: fred::clients::Client,
     key: String,
@@ -579,24 +579,25 @@ async fn pump_queue(
             }
             continue;
         }
-        // A short block, so a dropped receiver is noticed within a second.
-        match client.brpop::<Option<(String, String)>, _>(&key, 1.0).await {
-            Ok(Some((_, json))) => {
-                held.push_back(Envelope::from_json(json));
-                if batch > 1 {
-                    match client
-                        .rpop::<Option<Vec<String>>, _>(&key, Some(batch - 1))
-                        .await
-                    {
-                        Ok(more) => {
-                            held.extend(more.into_iter().flatten().map(Envelope::from_json))
-                        }
-                        Err(err) => {
-                            tracing::warn!(channel = %name, error = %err, "reading the worker queue failed; retrying")
-                        }
-                    }
-                }
+        // Whatever is waiting, in one round trip; only an empty list is waited on, with a short
+        // block so that a dropped receiver is noticed within a second.
+        match client
+            .rpop::<Option<Vec<String>>, _>(&key, Some(batch))
+            .await
+        {
+            Ok(Some(waiting)) if !waiting.is_empty() => {
+                held.extend(waiting.into_iter().map(Envelope::from_json));
+                continue;
             }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(channel = %name, error = %err, "reading the worker queue failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        }
+        match client.brpop::<Option<(String, String)>, _>(&key, 1.0).await {
+            Ok(Some((_, json))) => held.push_back(Envelope::from_json(json)),
             Ok(None) => {}
             // fred reports BRPOP's "nothing arrived" as a timeout error.
             Err(err) if *err.kind() == fred::error::ErrorKind::Timeout => {}
