@@ -365,12 +365,12 @@ impl RedisChannelLayer {
     }
 
     /// A send to a named channel: pushed on a Redis list that one worker, in whichever
-    /// process, pops — Channels' queue semantics, bounded by the layer's capacity.
+    /// process, pops — Channels' queue semantics, bounded by the channel's capacity.
     ///
     /// The push goes through the ordered per-server pipeline, so the sender waits for a queue
-    /// slot, not a round trip. The capacity is checked atomically in Redis when the push is
-    /// made: a message that finds the list full is dropped (and logged), and sends to that
-    /// channel then fail with [`Error::ChannelFull`] for [`pipeline::FULL_BACKOFF`].
+    /// slot, not a round trip. The capacity is enforced in Redis when the push is made (see
+    /// `pipeline::send`): a message that finds the list full is dropped (and logged), and sends
+    /// to that channel then fail with [`Error::ChannelFull`] for [`pipeline::FULL_BACKOFF`].
     async fn queue_push(&self, name: &str, message: Arc<Envelope>) -> Result<()> {
         let shard = self.queue_shard(name);
         if !shard.connected.load(Ordering::SeqCst) {

@@ -2,7 +2,7 @@
 //! ordered queue, and a task sends what has accumulated as one Redis pipeline.
 //!
 //! Within a batch, the messages for one group go out as one `PUBLISH` (a version 2 batch
-//! payload when there are several) and the pushes to one named channel as one script call, so
+//! payload when there are several) and the pushes to one named channel as one `LPUSH`, so
 //! under load Redis and every subscriber pay per batch rather than per message, while order per
 //! group and per named channel is kept. Nothing waits to fill a batch: a batch is whatever was
 //! queued while the previous one was in flight.
