@@ -169,11 +169,11 @@ async fn with_redis_a_burst_of_messages_is_all_written_to_the_history() {
         say(&mut writer, &format!("m{n:04}")).await;
     }
     let last = format!("m{:04}", total - 1);
-    within("the burst's last message in the history", async {
+    let stored: Vec<String> = within("the burst's last message in the history", async {
         loop {
             let recent = node.history.recent("burst").await.unwrap_or_default();
             if recent.last().is_some_and(|entry| entry.message == last) {
-                return;
+                return recent.into_iter().map(|entry| entry.message).collect();
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
@@ -181,14 +181,6 @@ async fn with_redis_a_burst_of_messages_is_all_written_to_the_history() {
     .await;
     let expected: Vec<String> = (total - HISTORY_LIMIT..total)
         .map(|n| format!("m{n:04}"))
-        .collect();
-    let stored: Vec<String> = node
-        .history
-        .recent("burst")
-        .await
-        .expect("history")
-        .into_iter()
-        .map(|entry| entry.message)
         .collect();
     assert_eq!(stored, expected);
     node.history.clear("burst").await.expect("clear");

@@ -219,6 +219,14 @@ fn small() -> LayerConfig {
     LayerConfig::default().capacity(3)
 }
 
+/// A Redis layer at `url` under `prefix`, with these limits.
+async fn redis_layer(url: &str, prefix: &str, limits: LayerConfig) -> RedisChannelLayer {
+    let config = RedisConfig::new([url.to_owned()])
+        .prefix(prefix)
+        .layer(limits);
+    RedisChannelLayer::connect(config).await.expect("connect")
+}
+
 #[tokio::test]
 async fn in_memory_layer_conforms() {
     conformance(|| async { InMemoryChannelLayer::with_config(small()) }).await;
@@ -228,13 +236,7 @@ async fn in_memory_layer_conforms() {
 async fn redis_layer_conforms() {
     let Some(url) = redis_url().await else { return };
     let prefix = unique_prefix("conformance");
-    conformance(|| async {
-        let config = RedisConfig::new([url.clone()])
-            .prefix(prefix.clone())
-            .layer(small());
-        RedisChannelLayer::connect(config).await.expect("connect")
-    })
-    .await;
+    conformance(|| redis_layer(&url, &prefix, small())).await;
 }
 
 #[tokio::test]
@@ -351,14 +353,7 @@ async fn redis_layer_refuses_to_start_without_redis() {
 #[tokio::test]
 async fn a_full_named_channel_on_redis_refuses_sends_until_drained() {
     let Some(url) = redis_url().await else { return };
-    let prefix = unique_prefix("full");
-    let layer = RedisChannelLayer::connect(
-        RedisConfig::new([url.clone()])
-            .prefix(prefix.clone())
-            .layer(small()),
-    )
-    .await
-    .expect("connect");
+    let layer = redis_layer(&url, &unique_prefix("full"), small()).await;
     for n in 0..3 {
         layer.send("jobs", message(n)).await.expect("room for 3");
     }
@@ -393,14 +388,8 @@ async fn a_full_named_channel_on_redis_refuses_sends_until_drained() {
 #[tokio::test]
 async fn a_named_channel_with_its_own_capacity_holds_more_on_redis() {
     let Some(url) = redis_url().await else { return };
-    let prefix = unique_prefix("capacity");
-    let layer = RedisChannelLayer::connect(
-        RedisConfig::new([url.clone()])
-            .prefix(prefix.clone())
-            .layer(small().channel_capacity("big-*", 6)),
-    )
-    .await
-    .expect("connect");
+    let limits = small().channel_capacity("big-*", 6);
+    let layer = redis_layer(&url, &unique_prefix("capacity"), limits).await;
     for n in 0..6 {
         layer
             .send("big-jobs", message(n))

@@ -203,10 +203,6 @@ impl RedisChannelLayer {
         groups
     }
 
-    fn group_channel(&self, group: &str) -> String {
-        self.inner.group_channel(group)
-    }
-
     fn process_channel(&self, process: &str) -> String {
         format!("{}:process:{process}", self.inner.prefix)
     }
@@ -219,7 +215,7 @@ impl RedisChannelLayer {
     fn group_shard(&self, group: &str) -> &Shard {
         match self.inner.shards.as_slice() {
             [only] => only,
-            _ => self.shard(&self.group_channel(group)),
+            _ => self.shard(&self.inner.group_channel(group)),
         }
     }
 
@@ -289,7 +285,7 @@ impl RedisChannelLayer {
         }
         let members = subscriptions.entry(group.to_owned()).or_insert(0);
         *members += 1;
-        let redis_channel = self.group_channel(group);
+        let redis_channel = self.inner.group_channel(group);
         // While the server is down the subscription is made on reconnection instead.
         let shard = self.shard(&redis_channel);
         if *members == 1
@@ -317,7 +313,7 @@ impl RedisChannelLayer {
         *members = members.saturating_sub(1);
         if *members == 0 {
             subscriptions.remove(group);
-            let redis_channel = self.group_channel(group);
+            let redis_channel = self.inner.group_channel(group);
             let shard = self.shard(&redis_channel);
             // A lost connection took its subscriptions with it; the reconnection subscribes
             // only to the groups still in the map.
@@ -621,7 +617,7 @@ async fn resubscribe(inner: &Arc<Inner>, index: usize) {
         .lock()
         .await
         .keys()
-        .map(|group| layer.group_channel(group))
+        .map(|group| layer.inner.group_channel(group))
         .collect();
     channels.push(layer.process_channel(layer.inner.local.process_id()));
     let shards = layer.inner.shards.len();
