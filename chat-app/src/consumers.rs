@@ -85,10 +85,10 @@ impl ChatConsumer {
             at: now_micros(),
             id: format!("{}#{}", ws.channel_name(), self.said),
         };
-        // Typed: a worker in this process gets the message without parsing it back.
+        // Plain JSON, not typed: the worker reads only the room and time and stores the JSON.
         let sent = async {
             layer
-                .send(HISTORY_CHANNEL, Envelope::typed(remember)?)
+                .send(HISTORY_CHANNEL, Envelope::encode(&remember)?)
                 .await
         };
         if let Err(err) = sent.await {

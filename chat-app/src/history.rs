@@ -65,13 +65,38 @@ pub struct HistoryMessage {
     pub id: String,
 }
 
-/// A history entry as stored in Redis.
-#[derive(Serialize)]
-struct Stored<'a> {
-    message: &'a str,
-    user: &'a str,
-    at: u64,
-    id: &'a str,
+/// What the history worker reads of a [`HistoryMessage`]: where and when. The rest stays in
+/// the message's JSON, which is what is stored; decoding it into owned strings only to encode
+/// it again was a third of the worker's time.
+#[derive(Debug, Deserialize)]
+pub struct HistoryAppend {
+    /// Always `history.append`: checked, as serde does not check a struct's `tag`.
+    #[serde(rename = "type")]
+    pub kind: HistoryAppendType,
+    /// The room name.
+    pub room: String,
+    /// When the server received it (see [`HistoryMessage::at`]).
+    pub at: u64,
+}
+
+/// The one `"type"` of the history channel's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum HistoryAppendType {
+    /// `history.append`
+    #[serde(rename = "history.append")]
+    HistoryAppend,
+}
+
+/// One message to remember: its room, its time and its `history.append` JSON, which is stored
+/// as it is — a [`HistoryEntry`] reads the `message` and `user` back out of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Remember<'a> {
+    /// The room name.
+    pub room: &'a str,
+    /// When the server received it: the order of the history.
+    pub at: u64,
+    /// The [`HistoryMessage`] as JSON.
+    pub json: &'a str,
 }
 
 /// Where history lives.
@@ -124,19 +149,19 @@ impl History {
     }
 
     /// Remembers messages of any rooms, in one round trip to Redis, forgetting the oldest
-    /// beyond [`HISTORY_LIMIT`] per room.
-    pub async fn append(&self, messages: &[&HistoryMessage]) -> Result<()> {
+    /// beyond [`HISTORY_LIMIT`] per room. A message whose JSON does not read as a
+    /// [`HistoryEntry`] is skipped with a log line.
+    pub async fn append(&self, messages: &[Remember<'_>]) -> Result<()> {
         match self {
             History::Off => Ok(()),
             History::Memory(rooms) => {
-                for HistoryMessage {
-                    room,
-                    message,
-                    user,
-                    ..
-                } in messages
-                {
-                    rooms.push(room, message.clone(), user.clone());
+                for remember in messages {
+                    match serde_json::from_str::<HistoryEntry>(remember.json) {
+                        Ok(entry) => rooms.push(remember.room, entry.message, entry.user),
+                        Err(err) => {
+                            tracing::warn!(room = %remember.room, error = %err, "unreadable history message: skipped");
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -151,36 +176,27 @@ impl History {
     async fn append_redis(
         client: &fred::clients::Client,
         prefix: &str,
-        messages: &[&HistoryMessage],
+        messages: &[Remember<'_>],
     ) -> Result<()> {
-        let mut per_room: Vec<(&str, Vec<(f64, String)>)> = Vec::new();
-        for HistoryMessage {
-            room,
-            message,
-            user,
-            at,
-            id,
-        } in messages
-        {
-            let json = serde_json::to_string(&Stored {
-                message,
-                user,
-                at: *at,
-                id,
-            })?;
-            // Microseconds since the epoch stay exact in an f64 until the year 2255.
-            let scored = (*at as f64, json);
-            match per_room.iter_mut().find(|(r, _)| r == room) {
-                Some((_, entries)) => entries.push(scored),
-                None => per_room.push((room, vec![scored])),
+        let mut per_room: Vec<(&str, Vec<&Remember<'_>>)> = Vec::new();
+        for remember in messages {
+            match per_room.iter_mut().find(|(room, _)| *room == remember.room) {
+                Some((_, entries)) => entries.push(remember),
+                None => per_room.push((remember.room, vec![remember])),
             }
         }
         let stored = async {
             let pipeline = client.pipeline();
-            for (room, entries) in per_room {
+            for (room, mut entries) in per_room {
+                keep_newest(&mut entries);
+                // Microseconds since the epoch stay exact in an f64 until the year 2255.
+                let scored: Vec<(f64, &str)> = entries
+                    .iter()
+                    .map(|remember| (remember.at as f64, remember.json))
+                    .collect();
                 let key = Self::key(prefix, room);
                 pipeline
-                    .zadd::<(), _, _>(&key, None, None, false, false, entries)
+                    .zadd::<(), _, _>(&key, None, None, false, false, scored)
                     .await?;
                 let keep = HISTORY_LIMIT as i64;
                 pipeline
@@ -238,6 +254,15 @@ impl History {
     }
 }
 
+/// Only the newest [`HISTORY_LIMIT`] of one room's batch can survive the trim that follows the
+/// write: the others are not written at all.
+fn keep_newest(entries: &mut Vec<&Remember<'_>>) {
+    if entries.len() > HISTORY_LIMIT {
+        entries.sort_by_key(|remember| remember.at);
+        entries.drain(..entries.len() - HISTORY_LIMIT);
+    }
+}
+
 /// History kept in this process: each room's last [`HISTORY_LIMIT`] messages.
 ///
 /// One process writes it, so arrival order is the order messages were sent in; no time or id
@@ -290,19 +315,27 @@ pub struct HistoryWorker {
 const HISTORY_BATCH: usize = 512;
 
 impl Worker for HistoryWorker {
-    type Message = HistoryMessage;
+    type Message = HistoryAppend;
 
-    async fn handle(&self, _ctx: &WorkerContext, message: Event<HistoryMessage>) -> Result<()> {
-        self.history.append(&[&*message]).await
+    async fn handle(&self, _ctx: &WorkerContext, message: Event<HistoryAppend>) -> Result<()> {
+        self.history.append(&[remember(&message)]).await
     }
 
     async fn handle_batch(
         &self,
         _ctx: &WorkerContext,
-        messages: Vec<Event<HistoryMessage>>,
+        messages: Vec<Event<HistoryAppend>>,
     ) -> Result<()> {
-        let messages: Vec<&HistoryMessage> = messages.iter().map(|m| &**m).collect();
+        let messages: Vec<Remember<'_>> = messages.iter().map(remember).collect();
         self.history.append(&messages).await
+    }
+}
+
+fn remember(message: &Event<HistoryAppend>) -> Remember<'_> {
+    Remember {
+        room: &message.room,
+        at: message.at,
+        json: message.envelope().json(),
     }
 }
 
@@ -338,13 +371,31 @@ mod tests {
         }
     }
 
+    /// Appends messages as the worker does: each as its JSON.
+    async fn append(history: &History, messages: &[HistoryMessage]) {
+        let json: Vec<String> = messages
+            .iter()
+            .map(|m| serde_json::to_string(m).unwrap())
+            .collect();
+        let remember: Vec<Remember<'_>> = messages
+            .iter()
+            .zip(&json)
+            .map(|(m, json)| Remember {
+                room: &m.room,
+                at: m.at,
+                json,
+            })
+            .collect();
+        history.append(&remember).await.unwrap();
+    }
+
     #[tokio::test]
     async fn memory_history_is_capped_ordered_and_per_room() {
         let history = History::in_memory();
         for n in 0..HISTORY_LIMIT + 5 {
-            history.append(&[&said("a", n)]).await.unwrap();
+            append(&history, &[said("a", n)]).await;
         }
-        history.append(&[&said("b", 0)]).await.unwrap();
+        append(&history, &[said("b", 0)]).await;
         let a = history.recent("a").await.unwrap();
         assert_eq!(a.len(), HISTORY_LIMIT);
         assert_eq!(a[0], entry(5));
@@ -353,9 +404,58 @@ mod tests {
         assert!(history.recent("never").await.unwrap().is_empty());
     }
 
+    #[tokio::test]
+    async fn an_unreadable_message_is_skipped_not_fatal() {
+        let history = History::in_memory();
+        let bad = Remember {
+            room: "a",
+            at: 1,
+            json: r#"{"type":"history.append"}"#,
+        };
+        history.append(&[bad]).await.unwrap();
+        append(&history, &[said("a", 2)]).await;
+        assert_eq!(history.recent("a").await.unwrap(), [entry(2)]);
+    }
+
+    #[test]
+    fn of_a_big_batch_only_the_newest_are_written() {
+        let json = "{}";
+        let mut remembered: Vec<Remember<'_>> = (0..HISTORY_LIMIT + 20)
+            .map(|n| Remember {
+                room: "a",
+                at: n as u64,
+                json,
+            })
+            .collect();
+        // Two workers' batches interleave: arrival order is not time order.
+        remembered.swap(0, HISTORY_LIMIT + 19);
+        let mut entries: Vec<&Remember<'_>> = remembered.iter().collect();
+        keep_newest(&mut entries);
+        let kept: Vec<u64> = entries.iter().map(|r| r.at).collect();
+        assert_eq!(kept, (20..HISTORY_LIMIT as u64 + 20).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_worker_reads_room_and_time_from_a_history_message() {
+        let json = serde_json::to_string(&said("a", 7)).unwrap();
+        let append: HistoryAppend = serde_json::from_str(&json).unwrap();
+        assert_eq!((append.room.as_str(), append.at), ("a", 7));
+        let entry: HistoryEntry = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            entry,
+            super::HistoryEntry {
+                message: "m7".into(),
+                user: "u".into()
+            }
+        );
+        assert!(
+            serde_json::from_str::<HistoryAppend>(r#"{"type":"other","room":"a","at":1}"#).is_err()
+        );
+    }
+
     #[test]
     fn a_history_message_reads_back_from_its_json_unchanged() {
-        // Consumers send it typed (Envelope::typed): a worker in another process reads the JSON.
+        // The worker stores this JSON as it is, whichever process it runs in.
         let sent = said("a", 1);
         let json = serde_json::to_string(&sent).unwrap();
         let decoded: HistoryMessage = serde_json::from_str(&json).unwrap();

@@ -7,7 +7,6 @@
 //! group and per named channel is kept. Nothing waits to fill a batch: a batch is whatever was
 //! queued while the previous one was in flight.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -21,8 +20,17 @@ use crate::layer::{ChannelLayer, Envelope};
 /// Items queued per server; a sender waits for a slot when Redis falls this far behind.
 pub(super) const OUTGOING_CAPACITY: usize = 4096;
 
-/// Most items sent in one pipeline.
-const PIPELINE_BATCH: usize = 256;
+/// Most items sent in one pipeline: all that can be queued. The pipeline waits for Redis'
+/// answers before it sends the next one, so at most this many items travel per round trip; with
+/// 256 the round trip, not the CPU, capped what two processes sharing a core could send (a
+/// quarter of a million messages a second at a 1 ms round trip, much less once three processes
+/// compete for the core and the round trip grows).
+const PIPELINE_BATCH: usize = OUTGOING_CAPACITY;
+
+/// Largest `PUBLISH` payload, in bytes, before a group's batch is split in several: Redis
+/// disconnects a subscriber whose unsent output passes 32 MiB (`client-output-buffer-limit
+/// pubsub`), so one payload must stay far below that whatever the messages' size.
+const MAX_PAYLOAD: usize = 512 << 10;
 
 /// How long a named channel found full refuses sends without asking Redis again.
 pub(super) const FULL_BACKOFF: Duration = Duration::from_millis(100);
@@ -58,25 +66,20 @@ struct Plan<'a> {
 impl<'a> Plan<'a> {
     fn of(batch: &'a [Outgoing]) -> Plan<'a> {
         let mut plan = Plan::default();
-        let mut index: HashMap<(bool, &str), usize> = HashMap::new();
         for item in batch {
-            let (is_push, name, envelope) = match item {
-                Outgoing::Publish { group, envelope } => (false, group.as_str(), envelope),
-                Outgoing::Push { name, envelope } => (true, name.as_str(), envelope),
+            let (list, name, envelope) = match item {
+                Outgoing::Publish { group, envelope } => (&mut plan.publishes, group, envelope),
+                Outgoing::Push { name, envelope } => (&mut plan.pushes, name, envelope),
             };
-            let list = if is_push {
-                &mut plan.pushes
-            } else {
-                &mut plan.publishes
-            };
-            let at = *index.entry((is_push, name)).or_insert_with(|| {
-                list.push(Merged {
+            // A linear search: a batch names a few targets (the groups and named channels that
+            // were busy), and hashing every item's name cost more than comparing it to them.
+            match list.iter_mut().rev().find(|merged| merged.name == name) {
+                Some(merged) => merged.items.push(envelope),
+                None => list.push(Merged {
                     name,
-                    items: Vec::new(),
-                });
-                list.len() - 1
-            });
-            list[at].items.push(envelope);
+                    items: vec![envelope],
+                }),
+            }
         }
         plan
     }
@@ -112,15 +115,16 @@ pub(super) async fn run(weak: Weak<Inner>, index: usize, mut queued: mpsc::Recei
 async fn send(inner: &Inner, shard: &Shard, plan: &Plan<'_>) -> Result<Vec<usize>, String> {
     shard.available().map_err(|err| err.to_string())?;
     let pipeline = shard.publisher.pipeline();
+    let mut publishes = 0;
     for merged in &plan.publishes {
-        let events: Vec<&str> = merged.items.iter().map(|e| e.json()).collect();
-        pipeline
-            .publish::<(), _, _>(
-                inner.group_channel(merged.name),
-                wire::group_payload(&events),
-            )
-            .await
-            .map_err(|err| err.to_string())?;
+        let channel = inner.group_channel(merged.name);
+        for events in payload_chunks(&merged.items) {
+            pipeline
+                .publish::<(), _, _>(channel.as_str(), wire::group_payload(&events))
+                .await
+                .map_err(|err| err.to_string())?;
+            publishes += 1;
+        }
     }
     let config = inner.local.config();
     let expiry = i64::try_from(config.expiry.as_secs().max(1)).unwrap_or(i64::MAX);
@@ -155,7 +159,7 @@ async fn send(inner: &Inner, shard: &Shard, plan: &Plan<'_>) -> Result<Vec<usize
     // The pushes' answers follow the publishes', three per push, LPUSH's first.
     Ok(answers
         .iter()
-        .skip(plan.publishes.len())
+        .skip(publishes)
         .step_by(3)
         .zip(plan.pushes.iter().zip(capacities))
         .map(|(length, (merged, capacity))| {
@@ -163,6 +167,26 @@ async fn send(inner: &Inner, shard: &Shard, plan: &Plan<'_>) -> Result<Vec<usize
             usize::try_from(over).map_or(0, |over| over.min(merged.items.len()))
         })
         .collect())
+}
+
+/// A group's events in order, cut where a payload would pass [`MAX_PAYLOAD`] bytes.
+fn payload_chunks<'e>(items: &[&'e Arc<Envelope>]) -> Vec<Vec<&'e str>> {
+    let mut chunks = Vec::new();
+    let mut chunk: Vec<&str> = Vec::new();
+    let mut size = 0;
+    for envelope in items {
+        let json = envelope.json();
+        if !chunk.is_empty() && size + json.len() > MAX_PAYLOAD {
+            chunks.push(std::mem::take(&mut chunk));
+            size = 0;
+        }
+        size += json.len() + 1;
+        chunk.push(json);
+    }
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    chunks
 }
 
 /// Remembers the named channels that refused messages, so sends fail fast for a while, and
@@ -224,6 +248,25 @@ mod tests {
             name: name.to_owned(),
             envelope: Envelope::encode(&n).unwrap(),
         }
+    }
+
+    #[test]
+    fn a_group_batch_is_cut_before_a_payload_grows_too_big() {
+        let big = Envelope::encode(&"x".repeat(MAX_PAYLOAD / 3)).unwrap();
+        let small = Envelope::encode(&1).unwrap();
+        let items = [&big, &big, &small, &big, &big];
+        let sizes: Vec<usize> = payload_chunks(&items).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [3, 2], "in order, each chunk under the limit");
+        let huge = Envelope::encode(&"x".repeat(MAX_PAYLOAD * 2)).unwrap();
+        let sizes: Vec<usize> = payload_chunks(&[&small, &huge, &small])
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert_eq!(
+            sizes,
+            [1, 1, 1],
+            "an event bigger than the limit travels alone"
+        );
     }
 
     #[test]
