@@ -76,13 +76,15 @@ impl Session {
         let progress_ref = &progress;
         let opened: Vec<(usize, usize, Result<Ws, String>)> = futures::stream::iter(0..total)
             .map(|n| {
-                // Fill rooms evenly; member k of a room goes to server k (mod servers), so
-                // with several servers every room has members on each.
+                // Fill rooms evenly; member k of room r goes to server k + r (mod servers), so
+                // with several servers every room has members on each, and the rooms' senders
+                // (their first members) are spread over the servers as a load balancer would
+                // spread them, instead of all reading from the first server.
                 let room = n % rooms;
                 let member = n / rooms;
                 let name = format!("{}-{tag}-{room}", shape.room_prefix);
                 async move {
-                    let ws = dialer_ref.open(n, member, &name).await;
+                    let ws = dialer_ref.open(n, member + room, &name).await;
                     progress_ref.inc(1);
                     (room, member, ws)
                 }
