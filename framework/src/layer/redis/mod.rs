@@ -22,7 +22,7 @@ mod wire;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -32,7 +32,7 @@ use fred::prelude::{
 };
 use fred::types::{Message as RedisMessage, Value};
 use futures::future::{BoxFuture, FutureExt};
-use tokio::sync::{Mutex, broadcast, mpsc, watch};
+use tokio::sync::{Mutex, Notify, broadcast, mpsc, watch};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{
@@ -93,6 +93,8 @@ struct Shard {
     publisher: fred::clients::Client,
     subscriber: fred::clients::SubscriberClient,
     connected: AtomicBool,
+    /// Messages this server's subscriber has received that the listener has not delivered yet.
+    backlog: AtomicUsize,
 }
 
 struct Inner {
@@ -110,6 +112,8 @@ struct Inner {
     /// Named channels whose Redis list was found full, and until when sends to them fail
     /// without asking Redis (see [`pipeline::FULL_BACKOFF`]).
     full_channels: std::sync::Mutex<HashMap<String, Instant>>,
+    /// Woken when every listener's backlog is short again (see [`Inner::wait_for_listeners`]).
+    caught_up: Notify,
 }
 
 impl Inner {
@@ -122,7 +126,39 @@ impl Inner {
     fn queue_key(&self, name: &str) -> String {
         format!("{}:queue:{name}", self.prefix)
     }
+
+    /// Waits while a listener of this process is more than [`BACKLOG_HIGH`] messages behind.
+    ///
+    /// Without it an overloaded process keeps reading its senders and publishing for them,
+    /// while what it receives back for its members waits, then is dropped when the
+    /// subscriber's queue overflows: the more was offered, the less was delivered (at twice
+    /// the rate two processes sustained, a tenth of it). Holding the pipeline back holds the
+    /// senders back instead (their sends wait for a queue slot, their sockets for a read), as
+    /// a single process that fans out in its senders' tasks does.
+    async fn wait_for_listeners(&self) {
+        loop {
+            let caught_up = self.caught_up.notified();
+            tokio::pin!(caught_up);
+            caught_up.as_mut().enable();
+            if self
+                .shards
+                .iter()
+                .all(|shard| shard.backlog.load(Ordering::Relaxed) <= BACKLOG_HIGH)
+            {
+                return;
+            }
+            // Bounded: a listener that stops (its connection lost) wakes nobody.
+            let _ = tokio::time::timeout(BACKLOG_RECHECK, caught_up).await;
+        }
+    }
 }
+
+/// A listener this many received messages behind holds its process' sends back...
+const BACKLOG_HIGH: usize = 256;
+/// ...until it is this close to caught up.
+const BACKLOG_LOW: usize = 64;
+/// How often a held-back pipeline looks again without being woken.
+const BACKLOG_RECHECK: Duration = Duration::from_millis(10);
 
 /// The channel layer for several processes sharing Redis (Channels' `channels_redis`).
 ///
@@ -167,6 +203,7 @@ impl RedisChannelLayer {
                 subscriptions: Mutex::new(HashMap::new()),
                 status,
                 full_channels: std::sync::Mutex::new(HashMap::new()),
+                caught_up: Notify::new(),
             }),
         };
         let own = layer.process_channel(layer.inner.local.process_id());
@@ -481,6 +518,7 @@ async fn connect_shard(
             publisher,
             subscriber,
             connected: AtomicBool::new(true),
+            backlog: AtomicUsize::new(0),
         },
         queued,
     ))
@@ -502,6 +540,21 @@ async fn init(client: &impl ClientLike, url: &str, limit: Duration) -> Result<()
 async fn listen(
     weak: std::sync::Weak<Inner>,
     index: usize,
+    messages: broadcast::Receiver<RedisMessage>,
+    reconnects: broadcast::Receiver<fred::types::config::Server>,
+    errors: broadcast::Receiver<(fred::error::Error, Option<fred::types::config::Server>)>,
+) {
+    listen_until_closed(weak.clone(), index, messages, reconnects, errors).await;
+    // A stopped listener holds no sender back.
+    if let Some(inner) = weak.upgrade() {
+        inner.shards[index].backlog.store(0, Ordering::Relaxed);
+        inner.caught_up.notify_waiters();
+    }
+}
+
+async fn listen_until_closed(
+    weak: std::sync::Weak<Inner>,
+    index: usize,
     mut messages: broadcast::Receiver<RedisMessage>,
     mut reconnects: broadcast::Receiver<fred::types::config::Server>,
     mut errors: broadcast::Receiver<(fred::error::Error, Option<fred::types::config::Server>)>,
@@ -512,6 +565,11 @@ async fn listen(
                 Ok(message) => {
                     let Some(inner) = weak.upgrade() else { return };
                     deliver(&inner, &message).await;
+                    let behind = messages.len();
+                    inner.shards[index].backlog.store(behind, Ordering::Relaxed);
+                    if behind <= BACKLOG_LOW {
+                        inner.caught_up.notify_waiters();
+                    }
                 }
                 Err(broadcast::error::RecvError::Lagged(lost)) => {
                     tracing::warn!(lost, "Redis listener fell behind: messages lost");
