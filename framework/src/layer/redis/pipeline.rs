@@ -7,6 +7,7 @@
 //! group and per named channel is kept. Nothing waits to fill a batch: a batch is whatever was
 //! queued while the previous one was in flight.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -66,20 +67,25 @@ struct Plan<'a> {
 impl<'a> Plan<'a> {
     fn of(batch: &'a [Outgoing]) -> Plan<'a> {
         let mut plan = Plan::default();
+        let mut index: HashMap<(bool, &str), usize> = HashMap::new();
         for item in batch {
-            let (list, name, envelope) = match item {
-                Outgoing::Publish { group, envelope } => (&mut plan.publishes, group, envelope),
-                Outgoing::Push { name, envelope } => (&mut plan.pushes, name, envelope),
+            let (is_push, name, envelope) = match item {
+                Outgoing::Publish { group, envelope } => (false, group.as_str(), envelope),
+                Outgoing::Push { name, envelope } => (true, name.as_str(), envelope),
             };
-            // A linear search: a batch names a few targets (the groups and named channels that
-            // were busy), and hashing every item's name cost more than comparing it to them.
-            match list.iter_mut().rev().find(|merged| merged.name == name) {
-                Some(merged) => merged.items.push(envelope),
-                None => list.push(Merged {
+            let list = if is_push {
+                &mut plan.pushes
+            } else {
+                &mut plan.publishes
+            };
+            let at = *index.entry((is_push, name)).or_insert_with(|| {
+                list.push(Merged {
                     name,
-                    items: vec![envelope],
-                }),
-            }
+                    items: Vec::new(),
+                });
+                list.len() - 1
+            });
+            list[at].items.push(envelope);
         }
         plan
     }
