@@ -150,7 +150,8 @@ impl History {
 
     /// Remembers messages of any rooms, in one round trip to Redis, forgetting the oldest
     /// beyond [`HISTORY_LIMIT`] per room. A message whose JSON does not read as a
-    /// [`HistoryEntry`] is skipped with a log line.
+    /// [`HistoryEntry`] is skipped with a log line in memory; Redis stores it as it came, and
+    /// [`recent`](History::recent) skips it.
     pub async fn append(&self, messages: &[Remember<'_>]) -> Result<()> {
         match self {
             History::Off => Ok(()),
