@@ -179,12 +179,10 @@ impl History {
         prefix: &str,
         messages: &[Remember<'_>],
     ) -> Result<()> {
-        let mut per_room: Vec<(&str, Vec<&Remember<'_>>)> = Vec::new();
+        // A map, not a search of the rooms seen so far: a batch can span many rooms.
+        let mut per_room: HashMap<&str, Vec<&Remember<'_>>> = HashMap::new();
         for remember in messages {
-            match per_room.iter_mut().find(|(room, _)| *room == remember.room) {
-                Some((_, entries)) => entries.push(remember),
-                None => per_room.push((remember.room, vec![remember])),
-            }
+            per_room.entry(remember.room).or_default().push(remember);
         }
         let stored = async {
             let pipeline = client.pipeline();
