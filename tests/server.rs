@@ -300,19 +300,43 @@ const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 /// A valid handshake over raw TCP; returns the socket right after the 101 head, so the test
 /// can write frames a well-behaved client library would never send.
 async fn raw_websocket(addr: std::net::SocketAddr, path: &str) -> TcpStream {
+    raw_websocket_sent(addr, path, "", &[]).await
+}
+
+/// The handshake request of [`raw_websocket`] with `extra` header lines (each ending in CRLF).
+fn raw_handshake(addr: std::net::SocketAddr, path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n{extra}\r\n"
+    )
+}
+
+/// [`raw_websocket`] with `extra` header lines, the request written in one piece or, when
+/// `splits` gives byte offsets, in pieces with a pause between them (so the server sees a
+/// partial head).
+async fn raw_websocket_sent(
+    addr: std::net::SocketAddr,
+    path: &str,
+    extra: &str,
+    splits: &[usize],
+) -> TcpStream {
     let mut stream = within("TCP connect", TcpStream::connect(addr))
         .await
         .expect("connect");
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\r\n"
-    );
-    within(
-        "writing the handshake",
-        stream.write_all(request.as_bytes()),
-    )
-    .await
-    .expect("write handshake");
+    let request = raw_handshake(addr, path, extra);
+    let mut from = 0;
+    for to in splits.iter().copied().chain([request.len()]) {
+        within(
+            "writing the handshake",
+            stream.write_all(&request.as_bytes()[from..to]),
+        )
+        .await
+        .expect("write handshake");
+        if to < request.len() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        from = to;
+    }
     // Byte by byte, so no frame after the head is swallowed.
     let mut head = Vec::new();
     within("the handshake answer", async {
@@ -639,6 +663,90 @@ async fn a_raw_handshake_gets_the_rfc_accept_key_and_bad_frames_get_close_codes(
     let mut codes = probe.wait_disconnects(3).await;
     codes.sort_unstable();
     assert_eq!(codes, [1002, 1002, 1007]);
+}
+
+/// The usual handshake (one small head) is answered without hyper; one that arrives in pieces
+/// or is larger goes through hyper. Both must end in the same working WebSocket, and a frame
+/// sent right behind the head must not be lost on either path.
+#[tokio::test]
+async fn handshakes_in_pieces_large_or_followed_by_a_frame_all_open_the_socket() {
+    let probe = Probe::new();
+    let server =
+        TestServer::start(URLRouter::new().route("/ws/", probe.app(OnConnect::Accept))).await;
+    let big = format!("X-Padding: {}\r\n", "p".repeat(6000));
+    let pieces = raw_handshake(server.addr, "/ws/", "").len();
+    for (what, extra, splits) in [
+        ("one piece", String::new(), vec![]),
+        ("in pieces", String::new(), vec![20, pieces / 2]),
+        ("larger than 4 KiB", big, vec![]),
+    ] {
+        let mut stream = raw_websocket_sent(server.addr, "/ws/", &extra, &splits).await;
+        within(
+            "writing a frame",
+            stream.write_all(&masked_frame(0x81, what.as_bytes())),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            read_raw_frame(&mut stream, what).await,
+            (0x1, what.as_bytes().to_vec()),
+            "{what}"
+        );
+    }
+
+    // Head and first frame in one write.
+    let mut stream = within("TCP connect", TcpStream::connect(server.addr))
+        .await
+        .unwrap();
+    let mut bytes = raw_handshake(server.addr, "/ws/", "").into_bytes();
+    bytes.extend_from_slice(&masked_frame(0x81, b"right behind"));
+    within("writing head and frame", stream.write_all(&bytes))
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    within("the answer and the echo", async {
+        while !answer.ends_with(b"right behind") {
+            answer.push(stream.read_u8().await.expect("read"));
+        }
+    })
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+}
+
+/// A refused handshake answered without hyper is a whole HTTP response: status, length, body,
+/// and the connection closes after it.
+#[tokio::test]
+async fn a_denied_raw_handshake_gets_a_whole_response_and_the_connection_closes() {
+    let probe = Probe::new();
+    let server =
+        TestServer::start(URLRouter::new().route("/ws/", probe.app(OnConnect::Deny))).await;
+    let mut stream = within("TCP connect", TcpStream::connect(server.addr))
+        .await
+        .unwrap();
+    let request = raw_handshake(server.addr, "/ws/", "");
+    within(
+        "writing the handshake",
+        stream.write_all(request.as_bytes()),
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    within(
+        "the refusal, then the end of the stream",
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("read the refusal");
+    let answer = String::from_utf8(answer).expect("an ASCII answer");
+    assert!(answer.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{answer}");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    assert_eq!(
+        header(head, "content-length"),
+        Some(body.len().to_string().as_str()),
+        "{answer}"
+    );
+    assert_eq!(body, "403 Forbidden\n");
 }
 
 #[tokio::test]

@@ -94,6 +94,25 @@ impl From<&HeaderMap> for Headers {
     }
 }
 
+impl Headers {
+    /// Headers as httparse read them off the wire, in arrival order, their values copied into
+    /// one allocation; `None` if a name or a value is not one HTTP allows.
+    pub(crate) fn from_raw(raw: &[httparse::Header<'_>]) -> Option<Headers> {
+        let mut buffer = BytesMut::with_capacity(raw.iter().map(|header| header.value.len()).sum());
+        for header in raw {
+            buffer.extend_from_slice(header.value);
+        }
+        let mut buffer = buffer.freeze();
+        let mut entries = Vec::with_capacity(raw.len());
+        for header in raw {
+            let name = HeaderName::from_bytes(header.name.as_bytes()).ok()?;
+            let value = buffer.split_to(header.value.len());
+            entries.push((name, HeaderValue::from_maybe_shared(value).ok()?));
+        }
+        Some(Headers { entries })
+    }
+}
+
 impl From<HeaderMap> for Headers {
     fn from(map: HeaderMap) -> Headers {
         Headers::from(&map)

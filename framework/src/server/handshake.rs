@@ -7,6 +7,8 @@ use http::header::{
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
+use crate::scope::Headers;
+
 /// Why a handshake request is refused, and with which status.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Refusal {
@@ -14,10 +16,8 @@ pub(crate) struct Refusal {
     pub reason: &'static str,
 }
 
-fn has_token(headers: &HeaderMap, name: http::HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
+fn has_token<'a>(values: impl Iterator<Item = &'a HeaderValue>, token: &str) -> bool {
+    values
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(token))
@@ -25,11 +25,16 @@ fn has_token(headers: &HeaderMap, name: http::HeaderName, token: &str) -> bool {
 
 /// Whether the request asks for a WebSocket at all (`Upgrade: websocket`).
 pub(crate) fn wants_websocket(headers: &HeaderMap) -> bool {
-    has_token(headers, UPGRADE, "websocket")
+    has_token(headers.get_all(UPGRADE).iter(), "websocket")
+}
+
+/// [`wants_websocket`] for headers already copied for a scope.
+pub(crate) fn wants_websocket_in(headers: &Headers) -> bool {
+    has_token(headers.get_all(UPGRADE), "websocket")
 }
 
 /// Checks the rest of the handshake; on success returns the `Sec-WebSocket-Accept` value.
-pub(crate) fn check(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, Refusal> {
+pub(crate) fn check(method: &Method, headers: &Headers) -> Result<HeaderValue, Refusal> {
     let refuse = |reason| Refusal {
         status: StatusCode::BAD_REQUEST,
         reason,
@@ -37,7 +42,7 @@ pub(crate) fn check(method: &Method, headers: &HeaderMap) -> Result<HeaderValue,
     if method != Method::GET {
         return Err(refuse("a WebSocket handshake must be a GET"));
     }
-    if !has_token(headers, CONNECTION, "upgrade") {
+    if !has_token(headers.get_all(CONNECTION), "upgrade") {
         return Err(refuse("missing 'Connection: Upgrade'"));
     }
     if headers
@@ -93,10 +98,13 @@ pub(crate) fn version_header() -> (http::HeaderName, HeaderValue) {
 mod tests {
     use super::*;
 
-    fn request(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
+    fn request(pairs: &[(&'static str, &'static str)]) -> Headers {
+        let mut headers = Headers::new();
         for (name, value) in pairs {
-            headers.append(*name, HeaderValue::from_static(value));
+            headers.append(
+                http::HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
         }
         headers
     }
@@ -130,8 +138,7 @@ mod tests {
             StatusCode::UPGRADE_REQUIRED
         );
 
-        let mut no_conn = request(GOOD);
-        no_conn.remove(CONNECTION);
+        let no_conn = request(&[GOOD[0], GOOD[2], GOOD[3]]);
         assert_eq!(
             check(&Method::GET, &no_conn).unwrap_err().status,
             StatusCode::BAD_REQUEST
@@ -145,7 +152,10 @@ mod tests {
 
     #[test]
     fn detects_upgrade_requests_case_insensitively() {
-        assert!(wants_websocket(&request(&[("upgrade", "WebSocket")])));
-        assert!(!wants_websocket(&request(&[("upgrade", "h2c")])));
+        assert!(wants_websocket_in(&request(&[("upgrade", "WebSocket")])));
+        assert!(!wants_websocket_in(&request(&[("upgrade", "h2c")])));
+        let mut map = HeaderMap::new();
+        map.insert(UPGRADE, HeaderValue::from_static("websocket, foo"));
+        assert!(wants_websocket(&map));
     }
 }

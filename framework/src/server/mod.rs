@@ -1,4 +1,5 @@
-//! The server: hyper for HTTP/1.1 and the handshake, tokio-tungstenite after the upgrade.
+//! The server: hyper for HTTP/1.1, tokio-tungstenite after the upgrade; the usual WebSocket
+//! handshake is answered without hyper (see `direct.rs`).
 //!
 //! ```no_run
 //! use switchboard::prelude::*;
@@ -12,6 +13,7 @@
 
 mod config;
 mod connection;
+mod direct;
 mod handshake;
 mod signal;
 pub(crate) mod transport;
