@@ -3,7 +3,8 @@
 //! and frames, graceful shutdown, `disconnect()` running exactly once however a connection ends,
 //! groups, layer events, HTTP, nesting behind middleware, and the connect and ping timeouts.
 //!
-//! The clients are real tokio-tungstenite clients, or raw TCP where the input must be malformed.
+//! The clients are real tokio-tungstenite clients, or raw TCP where the input must be malformed
+//! or arrive in a particular shape (a head in pieces, a frame right behind the head).
 //! Every network await is bounded by `within`; nothing here asserts on how long anything took.
 
 mod support;
