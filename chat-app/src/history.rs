@@ -136,6 +136,8 @@ impl History {
         let config = Config::from_url(url)
             .map_err(|err| Error::custom(format!("invalid Redis URL {url:?}: {err}")))?;
         let client = Builder::from_config(config)
+            // As the channel layer's connections (see there).
+            .with_connection_config(|c| c.tcp.nodelay = Some(true))
             .build()
             .map_err(|err| Error::custom(format!("Redis client for {url}: {err}")))?;
         client

@@ -494,6 +494,10 @@ async fn connect_shard(
         .with_connection_config(|c| {
             c.connection_timeout = config.connect_timeout;
             c.max_command_attempts = 1;
+            // As other Redis clients do (redis-py, go-redis, ioredis): without it the kernel
+            // may hold a small command back until an earlier write is acknowledged. fred leaves
+            // it unset. No measurable change in the benchmark, whose writes are batches.
+            c.tcp.nodelay = Some(true);
         })
         .with_performance_config(|p| {
             p.default_command_timeout = config.command_timeout;

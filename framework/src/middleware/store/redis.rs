@@ -58,6 +58,9 @@ impl RedisSessionStore {
             .with_connection_config(|c| {
                 c.connection_timeout = CONNECT_TIMEOUT;
                 c.max_command_attempts = 1;
+                // Concurrent handshakes' lookups share the connection: none may wait for the
+                // acknowledgement of another's write (as in the channel layer).
+                c.tcp.nodelay = Some(true);
             })
             .with_performance_config(|p| p.default_command_timeout = COMMAND_TIMEOUT);
         let client = builder
