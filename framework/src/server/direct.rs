@@ -4,7 +4,7 @@
 //! `GET` head, one answer, then frames. Taking such a connection through hyper's HTTP/1
 //! dispatcher (its read and write buffers, the request and response types, the upgrade hand-off
 //! and the downcast back to the TCP stream) and a task of its own for the application cost
-//! about a tenth of a handshake's CPU and 3 % of every idle connection's memory (see
+//! about 8 % of a handshake's CPU and 3 % of every idle connection's memory (see
 //! docs/performance.md). So the first request head is peeked at, and when it is a complete,
 //! valid handshake that fits [`MAX_HEAD`], it is consumed and answered here, with httparse
 //! (hyper's own parser) and the same checks, scope and answers as hyper's path. Anything else —
