@@ -795,6 +795,36 @@ async fn graceful_shutdown_closes_clients_with_1001_and_runs_disconnect() {
     assert_eq!(probe.codes(), [1001, 1001]);
 }
 
+/// A client that connected but has sent nothing yet does not hold a graceful shutdown up: the
+/// server stops waiting for its request head and closes it.
+#[tokio::test]
+async fn graceful_shutdown_does_not_wait_for_a_silent_connection() {
+    let probe = Probe::new();
+    // A shutdown timeout longer than the test's bound: were the silent connection waited for,
+    // the shutdown below would time out.
+    let server = TestServer::start_with(
+        URLRouter::new().route("/ws/", probe.app(OnConnect::Accept)),
+        config(|c| c.shutdown_timeout = Duration::from_secs(600)),
+    )
+    .await;
+    let mut silent = within("TCP connect", TcpStream::connect(server.addr))
+        .await
+        .unwrap();
+    // The server has accepted it once a WebSocket opened after it is served.
+    let mut client = server.connect("/ws/").await;
+    assert_echo(&mut client, "after the silent one").await;
+
+    let ((), close) = tokio::join!(server.shutdown(), closed_by_server(&mut client));
+    assert_eq!(close.code, CloseCode::Away);
+    let mut rest = Vec::new();
+    let read = within(
+        "the silent connection to close",
+        silent.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(read.is_ok() && rest.is_empty(), "{read:?} {rest:?}");
+}
+
 #[tokio::test]
 async fn disconnect_gets_the_clients_close_code_once() {
     let probe = Probe::new();
