@@ -67,49 +67,52 @@ impl Headers {
     }
 }
 
+impl Headers {
+    /// Copies the `len` `(name, value, sensitive)` pairs that `pairs` iterates (twice): the
+    /// values into one allocation of their own, the names re-made (standard names are static,
+    /// others get a copy of their own). `None` if a name or a value is not one HTTP allows.
+    fn copied<'a, I>(len: usize, pairs: impl Fn() -> I) -> Option<Headers>
+    where
+        I: Iterator<Item = (&'a [u8], &'a [u8], bool)>,
+    {
+        let mut buffer = BytesMut::with_capacity(pairs().map(|(_, value, _)| value.len()).sum());
+        for (_, value, _) in pairs() {
+            buffer.extend_from_slice(value);
+        }
+        let mut buffer = buffer.freeze();
+        let mut entries = Vec::with_capacity(len);
+        for (name, value, sensitive) in pairs() {
+            let name = HeaderName::from_bytes(name).ok()?;
+            let mut value = HeaderValue::from_maybe_shared(buffer.split_to(value.len())).ok()?;
+            value.set_sensitive(sensitive);
+            entries.push((name, value));
+        }
+        Some(Headers { entries })
+    }
+
+    /// Headers as httparse read them off the wire, in arrival order, copied as from a
+    /// [`HeaderMap`]; `None` if a name or a value is not one HTTP allows.
+    pub(crate) fn from_raw(raw: &[httparse::Header<'_>]) -> Option<Headers> {
+        Headers::copied(raw.len(), || {
+            raw.iter()
+                .map(|header| (header.name.as_bytes(), header.value, false))
+        })
+    }
+}
+
 /// Copies the headers out of `map`. A server's header values are slices of its read buffer,
 /// which would stay allocated as long as the scope; copied, they share one allocation of their
 /// own instead of one each.
 impl From<&HeaderMap> for Headers {
     fn from(map: &HeaderMap) -> Headers {
-        let mut buffer = BytesMut::with_capacity(map.values().map(HeaderValue::len).sum());
-        for value in map.values() {
-            buffer.extend_from_slice(value.as_bytes());
-        }
-        let mut buffer = buffer.freeze();
-        let mut entries = Vec::with_capacity(map.len());
-        for (name, value) in map {
-            let bytes = buffer.split_to(value.len());
-            // Standard names are static; others get a copy of their own.
-            let Ok(name) = HeaderName::from_bytes(name.as_str().as_bytes()) else {
-                continue;
-            };
-            let Ok(mut copy) = HeaderValue::from_maybe_shared(bytes) else {
-                continue;
-            };
-            copy.set_sensitive(value.is_sensitive());
-            entries.push((name, copy));
-        }
-        Headers { entries }
-    }
-}
-
-impl Headers {
-    /// Headers as httparse read them off the wire, in arrival order, their values copied into
-    /// one allocation; `None` if a name or a value is not one HTTP allows.
-    pub(crate) fn from_raw(raw: &[httparse::Header<'_>]) -> Option<Headers> {
-        let mut buffer = BytesMut::with_capacity(raw.iter().map(|header| header.value.len()).sum());
-        for header in raw {
-            buffer.extend_from_slice(header.value);
-        }
-        let mut buffer = buffer.freeze();
-        let mut entries = Vec::with_capacity(raw.len());
-        for header in raw {
-            let name = HeaderName::from_bytes(header.name.as_bytes()).ok()?;
-            let value = buffer.split_to(header.value.len());
-            entries.push((name, HeaderValue::from_maybe_shared(value).ok()?));
-        }
-        Some(Headers { entries })
+        let pairs = || {
+            map.iter().map(|(name, value)| {
+                let name = name.as_str().as_bytes();
+                (name, value.as_bytes(), value.is_sensitive())
+            })
+        };
+        // A header map's names and values are valid already.
+        Headers::copied(map.len(), pairs).unwrap_or_default()
     }
 }
 

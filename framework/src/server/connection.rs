@@ -250,7 +250,7 @@ async fn respond_websocket<A: Application>(
             .call(scope, Connection::Websocket(conn))
             .await;
     });
-    match pending.wait(shared.config.connect_timeout, peer).await {
+    match pending.wait(peer).await {
         Ok(accepted) => {
             let mut response = Response::new(Bytes::new());
             *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -303,8 +303,9 @@ pub(crate) fn websocket_connection<A>(
     })
     .with_task_tracker(shared.tasks.clone());
     let pending = PendingAnswer {
-        abandoned: conn.abandoned.clone(),
         answer: answer_rx,
+        timeout: shared.config.connect_timeout,
+        abandoned: conn.abandoned.clone(),
     };
     (conn, pending)
 }
@@ -312,17 +313,16 @@ pub(crate) fn websocket_connection<A>(
 /// A handshake's answer on its way from the application.
 pub(crate) struct PendingAnswer {
     answer: oneshot::Receiver<HandshakeAnswer>,
+    /// The server's connect timeout.
+    timeout: Duration,
     abandoned: Option<CancellationToken>,
 }
 
 impl PendingAnswer {
-    /// Waits up to `timeout` for the answer: the 101's headers, or the refusal to send instead.
-    pub(crate) async fn wait(
-        self,
-        timeout: Duration,
-        peer: SocketAddr,
-    ) -> Result<Accepted, HttpResponse> {
-        match tokio::time::timeout(timeout, self.answer).await {
+    /// Waits up to the connect timeout for the answer: the 101's headers, or the refusal to
+    /// send instead.
+    pub(crate) async fn wait(self, peer: SocketAddr) -> Result<Accepted, HttpResponse> {
+        match tokio::time::timeout(self.timeout, self.answer).await {
             Ok(Ok(HandshakeAnswer::Accept {
                 subprotocol,
                 headers,

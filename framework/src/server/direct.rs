@@ -13,7 +13,6 @@
 //! application ends the connection here (hyper would have kept it open for another request).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -54,7 +53,7 @@ struct Handshake {
 /// when the connection is done with: served, closed by the client, silent for
 /// [`HEADER_READ_TIMEOUT`], or the server shuts down first.
 pub(crate) async fn serve<A: Application>(
-    shared: &Arc<Shared<A>>,
+    shared: &Shared<A>,
     mut stream: TcpStream,
     peer: SocketAddr,
     local: Option<SocketAddr>,
@@ -83,11 +82,6 @@ pub(crate) async fn serve<A: Application>(
     drop(head);
 
     let started = Instant::now();
-    let path = handshake
-        .path_and_query
-        .split_once('?')
-        .map_or(handshake.path_and_query.as_str(), |(path, _)| path)
-        .to_owned();
     let scope = scope_for(
         Protocol::Websocket,
         Method::GET,
@@ -96,6 +90,8 @@ pub(crate) async fn serve<A: Application>(
         peer,
         local,
     );
+    // The access log's path: as sent, without the query (hyper's `uri().path()`).
+    let path = scope.raw_path.clone();
     let (stream_tx, stream_rx) = oneshot::channel::<TcpStream>();
     let config = websocket_config(&shared.config);
     let upgrade = async move {
@@ -108,7 +104,7 @@ pub(crate) async fn serve<A: Application>(
     // The application runs in this task until it has routed the connection (a consumer then
     // runs in a task of its own), next to the wait for its answer: no task just for that.
     let answered = async {
-        match pending.wait(shared.config.connect_timeout, peer).await {
+        match pending.wait(peer).await {
             Ok(accepted) => {
                 let answer = response_head(
                     StatusCode::SWITCHING_PROTOCOLS,
