@@ -675,10 +675,10 @@ async fn handshakes_in_pieces_large_or_followed_by_a_frame_all_open_the_socket()
     let server =
         TestServer::start(URLRouter::new().route("/ws/", probe.app(OnConnect::Accept))).await;
     let big = format!("X-Padding: {}\r\n", "p".repeat(6000));
-    let pieces = raw_handshake(server.addr, "/ws/", "").len();
+    let head_len = raw_handshake(server.addr, "/ws/", "").len();
     for (what, extra, splits) in [
         ("one piece", String::new(), vec![]),
-        ("in pieces", String::new(), vec![20, pieces / 2]),
+        ("in pieces", String::new(), vec![20, head_len / 2]),
         ("larger than 4 KiB", big, vec![]),
     ] {
         let mut stream = raw_websocket_sent(server.addr, "/ws/", &extra, &splits).await;
