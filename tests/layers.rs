@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 
 use serde_json::json;
-use support::redis::{redis_url, unique_prefix};
+use support::redis::{RedisProcess, redis_url, unique_prefix};
 use support::*;
 use switchboard::Error;
 use switchboard::layer::{
@@ -401,4 +401,44 @@ async fn a_named_channel_with_its_own_capacity_holds_more_on_redis() {
         assert_eq!(next_n(&mut worker).await, n, "all 6, in order");
     }
     nothing_more(&mut worker).await;
+}
+
+/// A batch Redis answers too late may still be carried out by it: this process must not also
+/// deliver it to its own members, or they get the message twice (Channels' layers deliver at
+/// most once). Redis is paused past the layer's command timeout while a group message is on
+/// its way.
+#[tokio::test]
+async fn a_group_message_redis_answers_late_reaches_a_member_once() {
+    let Some(redis) = RedisProcess::start() else {
+        return;
+    };
+    let mut config = RedisConfig::new([redis.url()]).prefix(unique_prefix("late"));
+    config.command_timeout = std::time::Duration::from_millis(100);
+    let layer = RedisChannelLayer::connect(config).await.expect("connect");
+    let mut member = layer.new_channel().await.expect("a channel");
+    layer
+        .group_add("late", member.name())
+        .await
+        .expect("group_add");
+
+    let paused = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "CLIENT",
+            "PAUSE",
+            "600",
+            "ALL",
+        ])
+        .output()
+        .expect("redis-cli");
+    assert!(paused.status.success(), "{paused:?}");
+    layer.group_send("late", message(1)).await.expect("send");
+    assert_eq!(next_n(&mut member).await, 1);
+    // Past the pause: a copy delivered here at the timeout would be followed by Redis' own.
+    if let Ok(Some(envelope)) =
+        tokio::time::timeout(std::time::Duration::from_millis(1500), member.recv()).await
+    {
+        panic!("delivered twice: {}", envelope.json());
+    }
 }

@@ -92,7 +92,8 @@ impl<'a> Plan<'a> {
 }
 
 /// Sends one server's queued items until the layer is dropped. A batch that cannot be sent is
-/// delivered to this process' own members and workers, as sends are during an outage.
+/// delivered to this process' own members and workers, as sends are during an outage; one that
+/// was sent but not answered is not, as Redis may have carried it out (see [`Failed`]).
 pub(super) async fn run(weak: Weak<Inner>, index: usize, mut queued: mpsc::Receiver<Outgoing>) {
     let mut batch = Vec::with_capacity(PIPELINE_BATCH);
     while queued.recv_many(&mut batch, PIPELINE_BATCH).await > 0 {
@@ -112,7 +113,12 @@ pub(super) async fn run(weak: Weak<Inner>, index: usize, mut queued: mpsc::Recei
         let shard = &inner.shards[index];
         match send(&inner, shard, &plan).await {
             Ok(refused) => note_full_channels(&inner, &plan, &refused),
-            Err(err) => deliver_locally(&inner, shard, &plan, &err).await,
+            Err(Failed::Unsent(err)) => deliver_locally(&inner, shard, &plan, &err).await,
+            Err(Failed::Unanswered(err)) => {
+                let merged = plan.publishes.iter().chain(&plan.pushes);
+                let messages: usize = merged.map(|m| m.items.len()).sum();
+                tracing::warn!(url = %shard.url, error = %err, messages, "Redis did not answer a batch: not delivered again here, as it may have been (at most once)");
+            }
         }
         batch.clear();
     }
@@ -129,8 +135,10 @@ pub(super) async fn run(weak: Weak<Inner>, index: usize, mut queued: mpsc::Recei
 /// more than was trimmed. So nothing is dropped uncounted. (A script that checked the length
 /// first did the same atomically, but copying every message into Lua was a quarter of Redis'
 /// CPU in the benchmark.)
-async fn send(inner: &Inner, shard: &Shard, plan: &Plan<'_>) -> Result<Vec<usize>, String> {
-    shard.available().map_err(|err| err.to_string())?;
+async fn send(inner: &Inner, shard: &Shard, plan: &Plan<'_>) -> Result<Vec<usize>, Failed> {
+    shard
+        .available()
+        .map_err(|err| Failed::Unsent(err.to_string()))?;
     let pipeline = shard.publisher.pipeline();
     let mut publishes = 0;
     for merged in &plan.publishes {
@@ -139,7 +147,7 @@ async fn send(inner: &Inner, shard: &Shard, plan: &Plan<'_>) -> Result<Vec<usize
             pipeline
                 .publish::<(), _, _>(channel.as_str(), wire::group_payload(&events))
                 .await
-                .map_err(|err| err.to_string())?;
+                .map_err(Failed::unsent)?;
             publishes += 1;
         }
     }
@@ -154,25 +162,25 @@ async fn send(inner: &Inner, shard: &Shard, plan: &Plan<'_>) -> Result<Vec<usize
         pipeline
             .lpush::<(), _, _>(&key, items)
             .await
-            .map_err(|err| err.to_string())?;
+            .map_err(Failed::unsent)?;
         pipeline
             .ltrim::<(), _>(&key, -capacity, -1)
             .await
-            .map_err(|err| err.to_string())?;
+            .map_err(Failed::unsent)?;
         pipeline
             .expire::<(), _>(&key, expiry, None)
             .await
-            .map_err(|err| err.to_string())?;
+            .map_err(Failed::unsent)?;
     }
     let answers = tokio::time::timeout(inner.command_timeout, pipeline.all::<Vec<Value>>())
         .await
         .map_err(|_| {
-            format!(
+            Failed::Unanswered(format!(
                 "no answer from {} within {:?}",
                 shard.url, inner.command_timeout
-            )
+            ))
         })?
-        .map_err(|err| err.to_string())?;
+        .map_err(|err| Failed::Unanswered(err.to_string()))?;
     // The pushes' answers follow the publishes', three per push, LPUSH's first.
     Ok(answers
         .iter()
@@ -184,6 +192,23 @@ async fn send(inner: &Inner, shard: &Shard, plan: &Plan<'_>) -> Result<Vec<usize
             usize::try_from(over).map_or(0, |over| over.min(merged.items.len()))
         })
         .collect())
+}
+
+/// Why a batch did not go through.
+enum Failed {
+    /// Nothing of it reached Redis (the server is known to be down, or a command could not be
+    /// put in the pipeline): delivering it in this process is the only delivery it gets.
+    Unsent(String),
+    /// Sent, or perhaps sent, without an answer (a timeout, a connection lost on the way): Redis
+    /// may have published and pushed any of it, so delivering it here as well could deliver it
+    /// twice.
+    Unanswered(String),
+}
+
+impl Failed {
+    fn unsent(err: impl ToString) -> Failed {
+        Failed::Unsent(err.to_string())
+    }
 }
 
 /// A group's events in order, cut where a payload would pass [`MAX_PAYLOAD`] bytes.
