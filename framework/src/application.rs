@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::layer::SharedLayer;
+use crate::limits::{RateLimit, SlowClientPolicy};
 use crate::scope::Scope;
 use crate::transport::{BoxTransport, Socket};
 
@@ -199,6 +200,10 @@ pub struct WebsocketConnection {
     pub(crate) abandoned: Option<CancellationToken>,
     pub(crate) keepalive: Option<Keepalive>,
     pub(crate) tasks: Option<TaskTracker>,
+    /// How fast the client may send; `None`: no limit. Shared by every connection of a server.
+    pub(crate) rate_limit: Option<Arc<RateLimit>>,
+    /// What to do when the client does not read; `None`: as [`SlowClientPolicy::DropNewest`].
+    pub(crate) slow_client: Option<Arc<SlowClientPolicy>>,
 }
 
 /// Keepalive pings for an open WebSocket (daphne's `--ping-interval` / `--ping-timeout`).
@@ -243,6 +248,8 @@ impl WebsocketConnection {
             abandoned: Some(CancellationToken::new()),
             keepalive: None,
             tasks: None,
+            rate_limit: None,
+            slow_client: None,
         }
     }
 
@@ -258,6 +265,30 @@ impl WebsocketConnection {
     /// Pings the client while it is open and drops it when it stays silent.
     pub fn with_keepalive(mut self, keepalive: Keepalive) -> WebsocketConnection {
         self.keepalive = Some(keepalive);
+        self
+    }
+
+    /// Limits how fast the client may send (see [`RateLimit`]); without it, it is not limited.
+    pub fn with_rate_limit(mut self, limit: RateLimit) -> WebsocketConnection {
+        self.rate_limit = Some(Arc::new(limit));
+        self
+    }
+
+    /// Closes the client when it does not read (see [`SlowClientPolicy`]); without it, what
+    /// does not fit its queue is dropped.
+    pub fn with_slow_client_policy(mut self, policy: SlowClientPolicy) -> WebsocketConnection {
+        self.slow_client = Some(Arc::new(policy));
+        self
+    }
+
+    /// Both limits, allocated once by a server and shared by its connections.
+    pub(crate) fn with_shared_limits(
+        mut self,
+        rate_limit: Option<Arc<RateLimit>>,
+        slow_client: Option<Arc<SlowClientPolicy>>,
+    ) -> WebsocketConnection {
+        self.rate_limit = rate_limit;
+        self.slow_client = slow_client;
         self
     }
 

@@ -68,6 +68,7 @@ pub mod consumer;
 mod error;
 pub mod guide;
 pub mod layer;
+pub mod limits;
 pub mod middleware;
 #[cfg(feature = "redis")]
 pub mod redis;

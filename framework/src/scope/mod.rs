@@ -65,6 +65,10 @@ pub struct Scope {
     pub client: Option<SocketAddr>,
     /// The local address the connection arrived on, when known.
     pub server: Option<SocketAddr>,
+    /// Whether the client reached the site over TLS. switchboard speaks plain TCP, so this is
+    /// what a trusted proxy said in `X-Forwarded-Proto` or `Forwarded: proto=` (see
+    /// [`ForwardedAllow`](crate::server::ForwardedAllow)); [`Scope::scheme`] reads it.
+    pub secure: bool,
     /// Subprotocols the client offered in `Sec-WebSocket-Protocol`, in its order of preference.
     pub subprotocols: Vec<String>,
     /// What the URL routers matched: keyword and positional arguments.
@@ -110,6 +114,7 @@ impl Scope {
             headers: Headers::new(),
             client: None,
             server: None,
+            secure: false,
             subprotocols: Vec::new(),
             url_route: UrlRoute::default(),
             cookies: CookieJar::new(),
@@ -127,6 +132,26 @@ impl Scope {
         self.subprotocols = build::parse_subprotocols(&headers);
         self.headers = headers;
         self
+    }
+
+    /// Channels' `scope["scheme"]`: `"http"` or `"https"` for HTTP, `"ws"` or `"wss"` for a
+    /// WebSocket, as [`Scope::secure`] says.
+    ///
+    /// ```
+    /// use switchboard::scope::{Protocol, Scope};
+    ///
+    /// let mut scope = Scope::new(Protocol::Websocket, "/ws/");
+    /// assert_eq!(scope.scheme(), "ws");
+    /// scope.secure = true;
+    /// assert_eq!(scope.scheme(), "wss");
+    /// ```
+    pub fn scheme(&self) -> &'static str {
+        match (self.protocol, self.secure) {
+            (Protocol::Http, false) => "http",
+            (Protocol::Http, true) => "https",
+            (Protocol::Websocket, false) => "ws",
+            (Protocol::Websocket, true) => "wss",
+        }
     }
 
     /// The parsed query string.

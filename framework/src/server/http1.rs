@@ -15,36 +15,44 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
+use super::ServerConfig;
+use super::forwarded::{self, Origin};
 use super::handshake::{self, Refusal};
 use super::plumbing::{
-    HEADER_READ_TIMEOUT, MAX_COOKIE_BYTES, Shared, access_log, scope_for, tcp_socket,
-    websocket_config, websocket_connection,
+    MAX_COOKIE_BYTES, Shared, access_log, scope_for, tcp_socket, websocket_config,
+    websocket_connection,
 };
+use super::rewind::Rewind;
 use crate::application::{Application, Connection, HttpConnection, HttpResponse, plain_response};
 use crate::scope::{Headers, Protocol, Scope};
 use crate::transport::Socket;
 
 /// Serves the connection's requests until it closes, the client upgrades, or the server shuts
-/// down (then after the request in flight).
+/// down (then after the request in flight). `stream` starts with the first request's head,
+/// read already.
 pub(crate) async fn serve<A: Application>(
     shared: Arc<Shared<A>>,
-    stream: TcpStream,
+    stream: Rewind,
     peer: SocketAddr,
     local: Option<SocketAddr>,
 ) {
     let shutdown = shared.shutdown.clone();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.config.header_read_timeout)
+        .max_headers(shared.config.max_headers)
+        // hyper answers a longer head 431; one that fits is measured in `respond`.
+        .max_buf_size(head_buffer(&shared.config));
     let service = service_fn(move |request| {
         let shared = Arc::clone(&shared);
         async move { Ok::<_, Infallible>(respond(shared, request, peer, local).await) }
     });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+    let conn = builder
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);
@@ -60,6 +68,36 @@ pub(crate) async fn serve<A: Application>(
     }
 }
 
+/// hyper's read buffer limit: room for the longest head the limits allow, at least hyper's
+/// minimum.
+fn head_buffer(config: &ServerConfig) -> usize {
+    config
+        .max_request_line
+        .saturating_add(config.max_header_bytes)
+        .saturating_add(4)
+        .max(8192)
+}
+
+/// The status for a request over the head limits that still fit hyper's buffer, if any. The
+/// first request of a connection was measured while it was read (`head.rs`); this catches the
+/// ones after it.
+fn over_head_limits<B>(request: &Request<B>, config: &ServerConfig) -> Option<StatusCode> {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(1, |pq| pq.as_str().len());
+    // `METHOD SP target SP HTTP/1.1`
+    if request.method().as_str().len() + target + 10 > config.max_request_line {
+        return Some(StatusCode::URI_TOO_LONG);
+    }
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    (header_bytes > config.max_header_bytes).then_some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+}
+
 async fn respond<A: Application>(
     shared: Arc<Shared<A>>,
     request: Request<Incoming>,
@@ -70,15 +108,31 @@ async fn respond<A: Application>(
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let websocket = handshake::wants_websocket(request.headers());
+    let origin = forwarded::resolve(&shared.config.forwarded_allow, peer, |name| {
+        request
+            .headers()
+            .get_all(name)
+            .iter()
+            .map(|value| value.as_bytes())
+    });
     let cookies = request.headers().get_all(http::header::COOKIE).iter();
-    let response = if cookies.map(|value| value.len()).sum::<usize>() > MAX_COOKIE_BYTES {
+    let response = if let Some(status) = over_head_limits(&request, &shared.config) {
+        plain_response(status)
+    } else if cookies.map(|value| value.len()).sum::<usize>() > MAX_COOKIE_BYTES {
         plain_response(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
     } else if websocket {
-        respond_websocket(&shared, request, peer, local).await
+        respond_websocket(&shared, request, origin, local).await
     } else {
-        respond_http(&shared, request, peer, local).await
+        respond_http(&shared, request, origin, local).await
     };
-    access_log(&method, &path, response.status(), started, websocket, peer);
+    access_log(
+        &method,
+        &path,
+        response.status(),
+        started,
+        websocket,
+        origin.client,
+    );
     response.map(Full::new)
 }
 
@@ -87,18 +141,25 @@ async fn respond<A: Application>(
 fn scope_of_parts(
     protocol: Protocol,
     parts: http::request::Parts,
-    peer: SocketAddr,
+    origin: Origin,
     local: Option<SocketAddr>,
 ) -> Scope {
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let headers = Headers::from(&parts.headers);
-    scope_for(protocol, parts.method, path_and_query, headers, peer, local)
+    scope_for(
+        protocol,
+        parts.method,
+        path_and_query,
+        headers,
+        origin,
+        local,
+    )
 }
 
 async fn respond_http<A: Application>(
     shared: &Shared<A>,
     request: Request<Incoming>,
-    peer: SocketAddr,
+    origin: Origin,
     local: Option<SocketAddr>,
 ) -> HttpResponse {
     let (parts, body) = request.into_parts();
@@ -112,7 +173,7 @@ async fn respond_http<A: Application>(
         }
         Err(_) => return plain_response(StatusCode::BAD_REQUEST),
     };
-    let scope = scope_of_parts(Protocol::Http, parts, peer, local);
+    let scope = scope_of_parts(Protocol::Http, parts, origin, local);
     let (tx, rx) = oneshot::channel();
     let conn = HttpConnection::new(body, Arc::clone(&shared.layer), tx);
     shared.app.call(scope, Connection::Http(conn)).await;
@@ -126,9 +187,14 @@ async fn respond_http<A: Application>(
 /// own connections): without hyper's `Upgraded` (a boxed stream behind a rewind buffer) in
 /// between, a connection keeps one allocation less and reads and writes cross fewer layers.
 async fn websocket_over(upgraded: Upgraded, config: WebSocketConfig) -> Socket {
-    match upgraded.downcast::<TokioIo<TcpStream>>() {
-        // Frames the client sent right behind its request were read by hyper already.
-        Ok(parts) => tcp_socket(parts.io.into_inner(), parts.read_buf.to_vec(), config).await,
+    match upgraded.downcast::<TokioIo<Rewind>>() {
+        // Frames the client sent right behind its request were read already: by hyper, or
+        // with the first head.
+        Ok(parts) => {
+            let (stream, mut read, permit) = parts.io.into_inner().into_parts();
+            read.extend_from_slice(&parts.read_buf);
+            tcp_socket(stream, read, config, permit).await
+        }
         Err(upgraded) => Socket::Boxed(Box::new(
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await,
@@ -150,12 +216,12 @@ fn refusal_response(refusal: Refusal) -> HttpResponse {
 async fn respond_websocket<A: Application>(
     shared: &Arc<Shared<A>>,
     mut request: Request<Incoming>,
-    peer: SocketAddr,
+    origin: Origin,
     local: Option<SocketAddr>,
 ) -> HttpResponse {
     let on_upgrade = hyper::upgrade::on(&mut request);
     let (parts, _body) = request.into_parts();
-    let scope = scope_of_parts(Protocol::Websocket, parts, peer, local);
+    let scope = scope_of_parts(Protocol::Websocket, parts, origin, local);
     let accept_key = match handshake::check(&scope.method, &scope.headers) {
         Ok(key) => key,
         Err(refusal) => return refusal_response(refusal),
@@ -180,7 +246,7 @@ async fn respond_websocket<A: Application>(
             .call(scope, Connection::Websocket(conn))
             .await;
     });
-    match pending.wait(peer).await {
+    match pending.wait(origin.client).await {
         Ok(accepted) => {
             let mut response = Response::new(Bytes::new());
             *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

@@ -11,66 +11,97 @@
 //! # }
 //! ```
 
+mod accept;
+mod answer;
 mod config;
 mod direct;
+mod forwarded;
 mod handshake;
+mod head;
 mod http1;
 mod plumbing;
+mod rewind;
 mod signal;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use http::StatusCode;
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use config::ServerConfig;
+pub use forwarded::ForwardedAllow;
 pub use signal::shutdown_signal;
 
 use crate::application::Application;
 use crate::error::Result;
 use crate::layer::{InMemoryChannelLayer, SharedLayer};
+use crate::limits::Permit;
+use head::Head;
+use plumbing::Shared;
 
-/// Accepts connections until the task is aborted; each is served in a task of its own.
-async fn accept<A: Application>(listener: TcpListener, shared: Arc<plumbing::Shared<A>>) {
-    // Bound to one address, every connection's local address is the listener's; only a
-    // wildcard bind needs asking the kernel per connection.
-    let fixed_local = listener
-        .local_addr()
-        .ok()
-        .filter(|addr| !addr.ip().is_unspecified());
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let local = fixed_local.or_else(|| stream.local_addr().ok());
-                let task_shared = Arc::clone(&shared);
-                shared
-                    .tasks
-                    .spawn(serve_tcp(task_shared, stream, peer, local));
-            }
-            Err(err) => {
-                // Typically EMFILE: out of file descriptors. Back off instead of spinning.
-                tracing::warn!(error = %err, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
+/// How long a connection over the connection limit has to send its head before it is closed
+/// unanswered: it is only read to be answered 503.
+const REFUSED_HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Serves one TCP connection: the usual WebSocket handshake directly, anything else through
-/// hyper.
+/// Serves one TCP connection: reads its first request head within the limits, then answers the
+/// usual WebSocket handshake directly and anything else through hyper. `refused`: the
+/// connection is over the connection limit and only gets its 503.
 async fn serve_tcp<A: Application>(
-    shared: Arc<plumbing::Shared<A>>,
-    stream: TcpStream,
+    shared: Arc<Shared<A>>,
+    mut stream: TcpStream,
+    mut permit: Permit,
+    refused: bool,
     peer: SocketAddr,
     local: Option<SocketAddr>,
 ) {
     // Chat traffic is many small frames: send each at once.
     let _ = stream.set_nodelay(true);
-    if let Some(stream) = direct::serve(&shared, stream, peer, local).await {
-        http1::serve(shared, stream, peer, local).await;
+    let config = &shared.config;
+    let timeout = if refused {
+        config.header_read_timeout.min(REFUSED_HEAD_TIMEOUT)
+    } else {
+        config.header_read_timeout
+    };
+    let head = match head::read(&mut stream, config, timeout, &shared.shutdown).await {
+        Head::Complete(head) => head,
+        Head::TooLarge(status) => {
+            tracing::debug!(%peer, status = status.as_u16(), "request head over the limits");
+            return answer::refuse(stream, answer::limit_response(status, config.retry_after))
+                .await;
+        }
+        Head::Gone => return,
+    };
+    if refused {
+        let busy = answer::limit_response(StatusCode::SERVICE_UNAVAILABLE, config.retry_after);
+        return answer::refuse(stream, busy).await;
+    }
+    let Some(request) = head::parse(&head) else {
+        // Malformed: hyper answers it (400) as it always has.
+        let rewound = rewind::Rewind::new(stream, head.bytes, permit);
+        return http1::serve(shared, rewound, peer, local).await;
+    };
+    let target = request.target(&head);
+    let origin = forwarded::resolve(&config.forwarded_allow, peer, |name| {
+        request.headers.get_all(name).map(|value| value.as_bytes())
+    });
+    let accept_key = direct::answerable(&request, target);
+    if let Err(refusal) = permit.charge_client(origin.client.ip(), accept_key.is_some()) {
+        accept::client_refused(origin.client, refusal);
+        let status = StatusCode::TOO_MANY_REQUESTS;
+        return answer::refuse(stream, answer::limit_response(status, config.retry_after)).await;
+    }
+    match accept_key {
+        Some(key) => {
+            direct::serve(&shared, stream, permit, head, request, key, origin, local).await;
+        }
+        None => {
+            let rewound = rewind::Rewind::new(stream, head.bytes, permit);
+            http1::serve(shared, rewound, peer, local).await;
+        }
     }
 }
 
@@ -126,18 +157,17 @@ impl Server {
         app: impl Application,
         signal: impl Future<Output = ()> + Send,
     ) -> Result<()> {
-        let shared = Arc::new(plumbing::Shared {
+        let shared = Arc::new(Shared::new(
             app,
-            layer: self.layer,
-            config: self.config,
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-        });
+            self.layer,
+            self.config,
+            CancellationToken::new(),
+        ));
         // The accept loop is a task of its own, so it runs on a runtime worker and each
         // connection's task starts in that worker's own queue. Run here instead, it would
         // usually be in `main`'s `block_on`, outside the workers, and every accepted
         // connection would cost a cross-thread wake-up (an eventfd write and a futex).
-        let acceptor = tokio::spawn(accept(self.listener, Arc::clone(&shared)));
+        let acceptor = tokio::spawn(accept::accept(self.listener, Arc::clone(&shared)));
         signal.await;
         acceptor.abort();
         // The listener is closed once the task is gone.

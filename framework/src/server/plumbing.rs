@@ -18,11 +18,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::ServerConfig;
+use super::forwarded::Origin;
 use super::handshake;
 use crate::application::{
     HandshakeAnswer, HttpResponse, Keepalive, WebsocketConnection, plain_response,
 };
 use crate::layer::SharedLayer;
+use crate::limits::{ConnectionCounts, Permit, RateLimit, SlowClientPolicy};
 use crate::scope::{Headers, Protocol, Scope};
 use crate::transport::{Socket, TcpTransport};
 
@@ -33,11 +35,34 @@ pub(crate) struct Shared<A> {
     pub config: ServerConfig,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
+    pub counts: Arc<ConnectionCounts>,
+    /// The config's per-connection limits, allocated once and shared by every WebSocket.
+    pub rate_limit: Option<Arc<RateLimit>>,
+    pub slow_client: Arc<SlowClientPolicy>,
 }
 
-/// How long a client has to send its request head (hyper's default, also for the handshakes
-/// answered without hyper).
-pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+impl<A> Shared<A> {
+    pub(crate) fn new(
+        app: A,
+        layer: SharedLayer,
+        config: ServerConfig,
+        shutdown: CancellationToken,
+    ) -> Shared<A> {
+        Shared {
+            app,
+            layer,
+            counts: ConnectionCounts::new(config.max_connections, config.client_limits),
+            rate_limit: config
+                .rate_limit
+                .is_limited()
+                .then(|| Arc::new(config.rate_limit)),
+            slow_client: Arc::new(config.slow_client),
+            config,
+            shutdown,
+            tasks: TaskTracker::new(),
+        }
+    }
+}
 
 /// Largest total size of a request's `Cookie` headers (browsers keep about 4 KiB per cookie);
 /// larger is refused with 431 before anything parses them.
@@ -50,7 +75,7 @@ pub(crate) fn access_log(
     status: StatusCode,
     started: Instant,
     websocket: bool,
-    peer: SocketAddr,
+    client: SocketAddr,
 ) {
     tracing::info!(
         target: "switchboard::access",
@@ -59,32 +84,36 @@ pub(crate) fn access_log(
         status = status.as_u16(),
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         websocket,
-        client = %peer,
+        %client,
     );
 }
 
-/// The scope of a request; `headers` are copies that the scope keeps for the connection's life.
+/// The scope of a request from a client at `origin`; `headers` are copies that the scope keeps
+/// for the connection's life.
 pub(crate) fn scope_for(
     protocol: Protocol,
     method: Method,
     path_and_query: &str,
     headers: Headers,
-    peer: SocketAddr,
+    origin: Origin,
     local: Option<SocketAddr>,
 ) -> Scope {
     let mut scope = Scope::new(protocol, path_and_query).with_headers(headers);
     scope.method = method;
-    scope.client = Some(peer);
+    scope.client = Some(origin.client);
+    scope.secure = origin.secure;
     scope.server = local;
     scope
 }
 
 /// tungstenite straight over one of this server's TCP connections, past its handshake;
 /// `read` holds what the client sent behind its request head, if anything was read already.
+/// The permit stays with the socket until it closes.
 pub(crate) async fn tcp_socket(
     stream: TcpStream,
     read: Vec<u8>,
     config: WebSocketConfig,
+    permit: Permit,
 ) -> Socket {
     let role = Role::Server;
     let transport = if read.is_empty() {
@@ -92,7 +121,7 @@ pub(crate) async fn tcp_socket(
     } else {
         WebSocketStream::from_partially_read(stream, read, role, Some(config)).await
     };
-    Socket::Tcp(TcpTransport::new(transport))
+    Socket::Tcp(TcpTransport::new(transport, permit))
 }
 
 /// tungstenite's limits from the server's.
@@ -135,6 +164,10 @@ pub(crate) fn websocket_connection<A>(
         interval: shared.config.ping_interval,
         timeout: shared.config.ping_timeout,
     })
+    .with_shared_limits(
+        shared.rate_limit.clone(),
+        Some(Arc::clone(&shared.slow_client)),
+    )
     .with_task_tracker(shared.tasks.clone());
     let pending = PendingAnswer {
         answer: answer_rx,
@@ -155,7 +188,7 @@ pub(crate) struct PendingAnswer {
 impl PendingAnswer {
     /// Waits up to the connect timeout for the answer: the 101's headers, or the refusal to
     /// send instead.
-    pub(crate) async fn wait(self, peer: SocketAddr) -> Result<Accepted, HttpResponse> {
+    pub(crate) async fn wait(self, client: SocketAddr) -> Result<Accepted, HttpResponse> {
         match tokio::time::timeout(self.timeout, self.answer).await {
             Ok(Ok(HandshakeAnswer::Accept {
                 subprotocol,
@@ -169,7 +202,7 @@ impl PendingAnswer {
             // before accept", a refusal.
             Ok(Err(_)) => Err(plain_response(StatusCode::FORBIDDEN)),
             Err(_) => {
-                tracing::warn!(client = %peer, "connect() did not accept or deny within the connect timeout");
+                tracing::warn!(%client, "connect() did not accept or deny within the connect timeout");
                 // Not an abort: the consumer stops connect() and still runs disconnect().
                 if let Some(abandoned) = self.abandoned {
                     abandoned.cancel();

@@ -9,6 +9,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Error, Message};
 
+use crate::limits::Permit;
+
 /// tungstenite over a [`TcpStream`], asked for a frame only when one can have arrived.
 ///
 /// Every time tungstenite is asked for a frame it zeroes its read window (the server's
@@ -25,13 +27,16 @@ pub(crate) struct TcpTransport {
     inner: WebSocketStream<TcpStream>,
     /// tungstenite's last read found the socket empty.
     drained: bool,
+    /// The connection's place under the server's limits, given back when the socket closes.
+    _permit: Permit,
 }
 
 impl TcpTransport {
-    pub(crate) fn new(inner: WebSocketStream<TcpStream>) -> TcpTransport {
+    pub(crate) fn new(inner: WebSocketStream<TcpStream>, permit: Permit) -> TcpTransport {
         TcpTransport {
             inner,
             drained: false,
+            _permit: permit,
         }
     }
 }
