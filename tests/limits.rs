@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchboard::limits::{ClientLimits, Rate};
+use switchboard::limits::{ClientLimits, Rate, RateLimit, SlowClientPolicy};
 use switchboard::prelude::*;
 use switchboard::server::ForwardedAllow;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -363,6 +363,251 @@ async fn forwarding_headers_count_only_from_trusted_proxies() {
     assert_eq!(
         (status, String::from_utf8_lossy(&body).as_ref()),
         (200, "192.0.2.44:0 https")
+    );
+    server.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// What one connection may send, and what happens to one that does not read.
+// ---------------------------------------------------------------------------------------------
+
+/// A room member: forwards what the room says, says what its client sends to the room (the
+/// JSON consumer's defaults answer bad input and excess), records its disconnect code.
+struct Member {
+    codes: tokio::sync::watch::Sender<Vec<u16>>,
+}
+
+#[derive(Deserialize)]
+struct Say {
+    say: String,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "room.said")]
+struct Said {
+    said: String,
+}
+
+impl JsonWebsocketConsumer for Member {
+    type Incoming = Say;
+    type Event = Said;
+
+    fn groups(&self) -> Vec<String> {
+        vec!["room".to_owned()]
+    }
+
+    async fn receive_json(&mut self, ws: &mut Websocket, content: Say) -> Result<()> {
+        ws.group_send("room", &Said { said: content.say }).await
+    }
+
+    async fn event(&mut self, ws: &mut Websocket, event: Event<Said>) -> Result<()> {
+        ws.forward(&event).await
+    }
+
+    async fn disconnect(&mut self, _ws: &mut Websocket, code: CloseCode) -> Result<()> {
+        self.codes.send_modify(|codes| codes.push(code.into()));
+        Ok(())
+    }
+}
+
+/// The member route, and the codes its consumers' `disconnect()` got.
+fn room() -> (ProtocolTypeRouter, tokio::sync::watch::Receiver<Vec<u16>>) {
+    let (codes, seen) = tokio::sync::watch::channel(Vec::new());
+    let member = ConsumerApp::new(move || Member {
+        codes: codes.clone(),
+    });
+    let app = ProtocolTypeRouter::new().websocket(URLRouter::new().route("/ws/room/", member));
+    (app, seen)
+}
+
+/// Reads frames until the close frame: the texts before it, and its code and reason.
+async fn drain_until_close(client: &mut Client) -> (Vec<String>, u16, String) {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    within("frames up to a close frame", async {
+        let mut texts = Vec::new();
+        loop {
+            match client.next().await {
+                Some(Ok(WsMessage::Text(text))) => texts.push(text.to_string()),
+                Some(Ok(WsMessage::Close(Some(frame)))) => {
+                    return (texts, u16::from(frame.code), frame.reason.to_string());
+                }
+                Some(Ok(WsMessage::Close(None))) => return (texts, 1005, String::new()),
+                Some(Ok(_)) => {}
+                Some(Err(err)) => panic!("connection failed before a close frame: {err}"),
+                None => panic!("connection ended without a close frame"),
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_flood_gets_rate_limited_answers_then_1008_and_nothing_of_the_excess_is_said() {
+    let limit = RateLimit::default()
+        .messages(Rate::new(10, 20))
+        .close_after(5, Duration::from_secs(5));
+    let (app, _) = room();
+    let server = TestServer::start_with(app, ServerConfig::default().rate_limit(limit)).await;
+    let mut listener = server.connect("/ws/room/").await;
+    let mut flooder = server.connect("/ws/room/").await;
+    for n in 0..100 {
+        send_json(&mut flooder, &json!({ "say": n.to_string() })).await;
+    }
+    let (texts, code, reason) = drain_until_close(&mut flooder).await;
+    assert_eq!((code, reason.as_str()), (1008, "rate limit exceeded"));
+    let rate_limited = json!({"type": "error", "error": "rate limited"});
+    let errors = texts
+        .iter()
+        .filter(|t| serde_json::from_str::<Value>(t).unwrap() == rate_limited)
+        .count();
+    assert_eq!(
+        errors, 5,
+        "one answer per excess frame until the close: {texts:?}"
+    );
+    let said = texts.len() - errors;
+    // The burst of 20, and maybe a frame or two the rate earned while the rest arrived.
+    assert!((20..30).contains(&said), "{said} said: {texts:?}");
+    // The listener heard exactly what was said, not the excess.
+    for _ in 0..said {
+        recv_json(&mut listener).await;
+    }
+    assert_quiet(&mut listener).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_default_rate_lets_a_burst_of_500_through_and_a_route_can_lift_it() {
+    let (app, _) = room();
+    let server = TestServer::start(app).await;
+    let mut client = server.connect("/ws/room/").await;
+    for n in 0..500 {
+        send_json(&mut client, &json!({ "say": n.to_string() })).await;
+    }
+    for n in 0..500 {
+        assert_eq!(recv_json(&mut client).await["said"], n.to_string());
+    }
+    assert_quiet(&mut client).await;
+    server.shutdown().await;
+
+    // A route of its own, unlimited: 3 000 at once pass under the server's default.
+    let (codes, _) = tokio::sync::watch::channel(Vec::new());
+    let member = ConsumerApp::new(move || Member {
+        codes: codes.clone(),
+    })
+    .rate_limit(RateLimit::unlimited());
+    let app = ProtocolTypeRouter::new().websocket(URLRouter::new().route("/ws/room/", member));
+    let server = TestServer::start(app).await;
+    let mut client = server.connect("/ws/room/").await;
+    let sending = async {
+        for n in 0..3_000 {
+            send_json(&mut client, &json!({ "say": n.to_string() })).await;
+        }
+    };
+    sending.await;
+    for n in 0..3_000 {
+        assert_eq!(recv_json(&mut client).await["said"], n.to_string());
+    }
+    server.shutdown().await;
+}
+
+/// A client whose socket holds little, and that reads nothing until told to.
+async fn non_reader(server: &TestServer, path: &str) -> Client {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = within("TCP connect", socket.connect(server.addr))
+        .await
+        .unwrap();
+    let (client, _) = within(
+        "the handshake",
+        tokio_tungstenite::client_async(
+            server.ws_url(path),
+            tokio_tungstenite::MaybeTlsStream::Plain(stream),
+        ),
+    )
+    .await
+    .unwrap();
+    client
+}
+
+#[tokio::test]
+async fn a_member_that_does_not_read_is_closed_with_1013_and_the_others_lose_nothing() {
+    let layer = InMemoryChannelLayer::new();
+    let (app, mut codes) = room();
+    let config = ServerConfig::default().slow_client(SlowClientPolicy::Disconnect {
+        after: Duration::from_millis(300),
+        max_dropped: None,
+    });
+    let server =
+        TestServer::start_with_layer(app, config, std::sync::Arc::new(layer.clone())).await;
+    let mut reader = server.connect("/ws/room/").await;
+    let mut sleeper = non_reader(&server, "/ws/room/").await;
+    within("both in the room", async {
+        while layer.group_size("room") < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+
+    // 8 KB messages, one a millisecond, until the sleeper is gone; the reader reads them all.
+    let padding = "x".repeat(8 << 10);
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let flood = {
+        let (layer, sent) = (layer.clone(), sent.clone());
+        let mut codes = codes.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            while codes.borrow_and_update().is_empty() {
+                tick.tick().await;
+                let n = sent.load(std::sync::atomic::Ordering::SeqCst);
+                let said = Said {
+                    said: format!("{n} {padding}"),
+                };
+                let envelope = switchboard::layer::Envelope::encode(&said).unwrap();
+                layer.group_send("room", envelope).await.unwrap();
+                sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
+    let mut heard = 0;
+    let closed = within("the sleeper to be closed", async {
+        loop {
+            tokio::select! {
+                frame = recv_json(&mut reader) => {
+                    let said = frame["said"].as_str().unwrap().to_owned();
+                    let n: usize = said.split(' ').next().unwrap().parse().unwrap();
+                    assert_eq!(n, heard, "the reader missed a message");
+                    heard += 1;
+                }
+                changed = codes.changed() => {
+                    changed.unwrap();
+                    return codes.borrow().clone();
+                }
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed, [1013]);
+    within("the flood to stop", flood).await.unwrap();
+    // The reader gets the rest of what was sent, in order.
+    let total = sent.load(std::sync::atomic::Ordering::SeqCst);
+    while heard < total {
+        let frame = recv_json(&mut reader).await;
+        let said = frame["said"].as_str().unwrap();
+        assert_eq!(said.split(' ').next().unwrap(), heard.to_string());
+        heard += 1;
+    }
+    assert_eq!(layer.group_size("room"), 1, "the sleeper left the room");
+    // Reading again, the sleeper gets what was already on its way, then 1013.
+    let (texts, code, reason) = drain_until_close(&mut sleeper).await;
+    assert!(
+        !texts.is_empty() && texts.len() < total,
+        "{} of {total}",
+        texts.len()
+    );
+    assert_eq!(
+        (code, reason.as_str()),
+        (1013, "too slow: messages for this client were dropped")
     );
     server.shutdown().await;
 }

@@ -8,6 +8,7 @@ use http::{HeaderValue, StatusCode};
 
 use super::{WebsocketConsumer, response, runner};
 use crate::application::{Application, Connection};
+use crate::limits::RateLimit;
 use crate::scope::Scope;
 
 /// Serves each WebSocket connection with a fresh consumer made by a factory.
@@ -34,6 +35,8 @@ use crate::scope::Scope;
 /// ```
 pub struct ConsumerApp<C> {
     factory: Arc<dyn Fn() -> C + Send + Sync>,
+    /// This route's own rate limit, instead of the server's.
+    rate_limit: Option<Arc<RateLimit>>,
 }
 
 impl<C> ConsumerApp<C> {
@@ -41,7 +44,31 @@ impl<C> ConsumerApp<C> {
     pub fn new(factory: impl Fn() -> C + Send + Sync + 'static) -> ConsumerApp<C> {
         ConsumerApp {
             factory: Arc::new(factory),
+            rate_limit: None,
         }
+    }
+
+    /// Gives this route's connections their own inbound rate limit instead of the server's
+    /// [`ServerConfig::rate_limit`](crate::server::ServerConfig::rate_limit): a bulk-upload
+    /// endpoint may allow more, a public one less, [`RateLimit::unlimited`] none.
+    ///
+    /// ```
+    /// use switchboard::limits::{Rate, RateLimit};
+    /// use switchboard::prelude::*;
+    ///
+    /// #[derive(Default)]
+    /// struct Telemetry;
+    ///
+    /// impl WebsocketConsumer for Telemetry {
+    ///     type Event = NoEvent;
+    /// }
+    ///
+    /// let limit = RateLimit::default().messages(Rate::new(2_000, 5_000));
+    /// let route = URLRouter::new().route("/ws/telemetry/", Telemetry::as_app().rate_limit(limit));
+    /// ```
+    pub fn rate_limit(mut self, limit: RateLimit) -> ConsumerApp<C> {
+        self.rate_limit = Some(Arc::new(limit));
+        self
     }
 }
 
@@ -49,6 +76,7 @@ impl<C> Clone for ConsumerApp<C> {
     fn clone(&self) -> Self {
         ConsumerApp {
             factory: Arc::clone(&self.factory),
+            rate_limit: self.rate_limit.clone(),
         }
     }
 }
@@ -62,13 +90,18 @@ impl<C> fmt::Debug for ConsumerApp<C> {
 impl<C: WebsocketConsumer> Application for ConsumerApp<C> {
     async fn call(&self, scope: Scope, conn: Connection) {
         match conn {
-            Connection::Websocket(ws) => match ws.tasks.clone() {
-                // The routing and middleware futures end here; the consumer lives on alone.
-                Some(tasks) => {
-                    tasks.spawn(runner::run((self.factory)(), scope, ws));
+            Connection::Websocket(mut ws) => {
+                if let Some(limit) = &self.rate_limit {
+                    ws.rate_limit = limit.is_limited().then(|| Arc::clone(limit));
                 }
-                None => runner::run((self.factory)(), scope, ws).await,
-            },
+                match ws.tasks.clone() {
+                    // The routing and middleware futures end here; the consumer lives on alone.
+                    Some(tasks) => {
+                        tasks.spawn(runner::run((self.factory)(), scope, ws));
+                    }
+                    None => runner::run((self.factory)(), scope, ws).await,
+                }
+            }
             Connection::Http(http) => {
                 // RFC 9110 §15.5.22: a 426 names the protocol to upgrade to.
                 let mut response = response::status(StatusCode::UPGRADE_REQUIRED);

@@ -97,6 +97,21 @@ pub trait JsonWebsocketConsumer: Send + Sized + 'static {
         }
     }
 
+    /// A frame over the connection's rate limit (see [`WebsocketConsumer::rate_limited`]):
+    /// neither decoded nor given to `receive_json`. The default answers
+    /// `{"type": "error", "error": "rate limited"}` to this client, as a decode error is
+    /// answered; a client that keeps at it is closed with 1008 all the same.
+    fn rate_limited(
+        &mut self,
+        ws: &mut Websocket,
+        _message: Message,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            ws.send_json(&serde_json::json!({"type": "error", "error": "rate limited"}))
+                .await
+        }
+    }
+
     /// As [`WebsocketConsumer::event`]. The default logs and drops the event.
     fn event(
         &mut self,
@@ -153,6 +168,10 @@ impl<T: JsonWebsocketConsumer> WebsocketConsumer for T {
             Ok(content) => self.receive_json(ws, content).await,
             Err(error) => self.receive_invalid(ws, error).await,
         }
+    }
+
+    async fn rate_limited(&mut self, ws: &mut Websocket, message: Message) -> Result<()> {
+        JsonWebsocketConsumer::rate_limited(self, ws, message).await
     }
 
     async fn event(

@@ -9,6 +9,7 @@
 //! which is a socket in production and in-memory queues under test.
 
 mod app;
+mod backlog;
 mod handle;
 mod http;
 mod json;
@@ -16,6 +17,7 @@ mod message;
 mod pings;
 pub mod response;
 mod runner;
+mod throttle;
 mod websocket;
 
 pub use app::ConsumerApp;

@@ -9,14 +9,18 @@ use http::StatusCode;
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout};
 use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Bytes};
 
+use super::backlog::{self, Backlog, TOO_SLOW};
 use super::handle::State;
 use super::pings::PingTimer;
+use super::throttle::{self, Throttle, Verdict};
 use super::{CloseCode, Message, Websocket, WebsocketConsumer};
 use crate::application::{HandshakeAnswer, Keepalive, WebsocketConnection};
 use crate::error::{Error, Result};
 use crate::layer::{ChannelReceiver, Envelope, Event, LayerStatus};
+use crate::limits::{RateLimit, SlowClientPolicy};
 use crate::scope::Scope;
 
 /// How long a server-initiated close waits for the client's close frame.
@@ -42,12 +46,31 @@ pub(crate) fn run<C: WebsocketConsumer>(
         let Some((mut consumer, mut ws, mut channel)) = opening.await else {
             return;
         };
-        let code = match ws.state {
+        let ended = match ws.state {
             State::Open => serve(&mut consumer, &mut ws, &mut channel).await,
-            _ => not_served(&mut ws).await,
+            _ => Ended::Code(not_served(&mut ws).await),
         };
-        Box::pin(finish(consumer, ws, code)).await;
+        match ended {
+            Ended::Code(code) => Box::pin(finish(consumer, &mut ws, code)).await,
+            Ended::TooSlow => {
+                // Out of the layer at once, so nothing more is queued or fanned out to it, and
+                // out of the consumer; the close frame waits behind what its socket holds.
+                backlog::closed_as_slow(&ws.scope().path, ws.channel_name(), channel.dropped());
+                drop(channel);
+                ws.state = State::Closed(CloseCode::Again);
+                Box::pin(finish(consumer, &mut ws, CloseCode::Again)).await;
+                Box::pin(close_too_slow(ws)).await;
+            }
+        }
     }
+}
+
+/// How an open connection's loop ended.
+enum Ended {
+    /// With this close code, the close handshake done.
+    Code(CloseCode),
+    /// The slow-client policy closes it: 1013, once it has left.
+    TooSlow,
 }
 
 /// Gets a channel, joins the consumer's groups and runs `connect()`; `None` when the handshake
@@ -130,30 +153,39 @@ async fn not_served(ws: &mut Websocket) -> CloseCode {
 }
 
 /// `disconnect()`, then the groups are left.
-async fn finish<C: WebsocketConsumer>(mut consumer: C, mut ws: Websocket, code: CloseCode) {
-    if let Err(err) = consumer.disconnect(&mut ws, code).await {
+async fn finish<C: WebsocketConsumer>(mut consumer: C, ws: &mut Websocket, code: CloseCode) {
+    if let Err(err) = consumer.disconnect(ws, code).await {
         tracing::error!(path = %ws.scope().path, error = %err, "disconnect() failed");
     }
-    leave_groups(&mut ws).await;
+    leave_groups(ws).await;
     if matches!(ws.state, State::Open | State::Closed(_)) {
         tracing::info!(target: "switchboard::access", path = %ws.scope().path, code = u16::from(code), "websocket disconnected");
     }
 }
 
-/// The open connection's loop; returns the close code `disconnect` gets.
+/// The open connection's loop; says how it ended.
 async fn serve<C: WebsocketConsumer>(
     consumer: &mut C,
     ws: &mut Websocket,
     channel: &mut ChannelReceiver,
-) -> CloseCode {
+) -> Ended {
     let shutdown = ws.conn().shutdown.clone();
     let keepalive = ws.conn().keepalive;
+    let rate_limit = ws.conn().rate_limit.clone();
+    let slow_client = ws.conn().slow_client.clone();
     let mut pings = keepalive.map(|k| PingTimer::new(k.interval));
     let mut last_heard = Instant::now();
+    let mut throttle = rate_limit
+        .as_deref()
+        .map(|limit| Throttle::new(limit, last_heard));
+    let mut backlog = Backlog::default();
     let mut layer_status = ws.channel_layer().status();
     // What connect() sent after accept() is still buffered.
-    if !flush(ws, keepalive).await {
-        return CloseCode::Abnormal;
+    let watch = slow_client.as_deref();
+    match flush(ws, keepalive, watch, &mut backlog, channel).await {
+        Flushed::Done => {}
+        Flushed::Failed => return Ended::Code(CloseCode::Abnormal),
+        Flushed::TooSlow => return Ended::TooSlow,
     }
 
     // Made once: a fresh `cancelled()` future per iteration would register with the token's
@@ -163,7 +195,7 @@ async fn serve<C: WebsocketConsumer>(
 
     loop {
         let Some(transport) = ws.transport.as_mut() else {
-            return CloseCode::Abnormal;
+            return Ended::Code(CloseCode::Abnormal);
         };
         let step = tokio::select! {
             _ = &mut shutting_down => {
@@ -172,11 +204,21 @@ async fn serve<C: WebsocketConsumer>(
             }
             frame = transport.next() => {
                 last_heard = Instant::now();
+                let verdict = match (&frame, throttle.as_mut(), rate_limit.as_deref()) {
+                    (Some(Ok(message)), Some(throttle), Some(limit)) if !message.is_close() => {
+                        throttle.admit(limit, message.len(), last_heard)
+                    }
+                    _ => Verdict::Pass,
+                };
                 // Boxed: a client frame is rarer than a delivery, and inline its handler's
                 // state would be part of every idle connection's memory.
-                Box::pin(on_frame(consumer, ws, frame)).await
+                Box::pin(on_frame(consumer, ws, frame, verdict, rate_limit.as_deref())).await
             }
             envelope = channel.recv() => match envelope {
+                // One atomic read per wake-up: has the layer dropped anything for it lately?
+                Some(_) if watch.is_some_and(|policy| {
+                    backlog.overflowing_too_long(channel.dropped(), policy)
+                }) => return Ended::TooSlow,
                 Some(envelope) => {
                     let mut result = on_event(consumer, ws, envelope).await;
                     for _ in 1..EVENT_BATCH {
@@ -196,14 +238,14 @@ async fn serve<C: WebsocketConsumer>(
             _ = PingTimer::tick(&mut pings) => match keepalive {
                 Some(k) if last_heard.elapsed() > k.timeout => {
                     tracing::info!(path = %ws.scope().path, "no frame or pong within the ping timeout: dropping the client");
-                    return CloseCode::Abnormal;
+                    return Ended::Code(CloseCode::Abnormal);
                 }
                 _ => Step::Handled(ping(ws).await),
             },
         };
 
         match step {
-            Step::Ended(code) => return code,
+            Step::Ended(code) => return Ended::Code(code),
             Step::Closed => {}
             Step::Handled(Ok(())) => {}
             Step::Handled(Err(err)) => {
@@ -213,10 +255,12 @@ async fn serve<C: WebsocketConsumer>(
         }
         if let State::Closed(code) = ws.state {
             finish_close(ws).await;
-            return code;
+            return Ended::Code(code);
         }
-        if !flush(ws, keepalive).await {
-            return CloseCode::Abnormal;
+        match flush(ws, keepalive, watch, &mut backlog, channel).await {
+            Flushed::Done => {}
+            Flushed::Failed => return Ended::Code(CloseCode::Abnormal),
+            Flushed::TooSlow => return Ended::TooSlow,
         }
     }
 }
@@ -234,7 +278,31 @@ async fn on_frame<C: WebsocketConsumer>(
     consumer: &mut C,
     ws: &mut Websocket,
     frame: Option<Result<tungstenite::Message, tungstenite::Error>>,
+    verdict: Verdict,
+    rate_limit: Option<&RateLimit>,
 ) -> Step {
+    match verdict {
+        Verdict::Pass => {}
+        Verdict::Excess => {
+            return Step::Handled(match frame {
+                Some(Ok(tungstenite::Message::Text(text))) => {
+                    consumer.rate_limited(ws, Message::Text(text)).await
+                }
+                Some(Ok(tungstenite::Message::Binary(bytes))) => {
+                    consumer.rate_limited(ws, Message::Binary(bytes)).await
+                }
+                // Control frames over the limit count as violations, nothing more.
+                _ => Ok(()),
+            });
+        }
+        Verdict::Close => {
+            if let Some(limit) = rate_limit {
+                throttle::closed_for_rate(&ws.scope().path, limit);
+            }
+            let _ = ws.close(CloseCode::Policy, "rate limit exceeded").await;
+            return Step::Closed;
+        }
+    }
     match frame {
         Some(Ok(tungstenite::Message::Text(text))) => {
             Step::Handled(consumer.receive(ws, Message::Text(text)).await)
@@ -321,23 +389,73 @@ async fn ping(ws: &mut Websocket) -> Result<()> {
     Ok(())
 }
 
+/// How a flush went.
+enum Flushed {
+    Done,
+    /// The socket failed, or the client read nothing for the keepalive timeout.
+    Failed,
+    /// The client read too little for too long while its queue overflowed.
+    TooSlow,
+}
+
 /// Flushes buffered sends; a client that does not read within the keepalive timeout is dropped,
-/// so one slow reader cannot hold its task (and its queue) forever.
-async fn flush(ws: &mut Websocket, keepalive: Option<Keepalive>) -> bool {
-    // Most flushes (and every loop turn with nothing to flush) finish at once: the timer (a clock read and a timer entry) is only armed
-    // for one that has to wait. Dropping a pending flush loses nothing: what is buffered stays
-    // buffered and the next flush writes it.
-    if let Some(flushed) = ws.flush().now_or_never() {
-        return flushed.is_ok();
-    }
-    let flushed = match keepalive {
-        Some(k) => timeout(k.timeout, ws.flush()).await.unwrap_or_else(|_| {
-            tracing::info!(path = %ws.scope().path, "client does not read: dropping it");
-            Err(Error::NotOpen)
-        }),
-        None => ws.flush().await,
+/// so one slow reader cannot hold its task (and its queue) forever. Under
+/// [`SlowClientPolicy::Disconnect`] the wait looks at the channel's overflow now and then, and
+/// ends as soon as the policy says the client is too slow.
+async fn flush(
+    ws: &mut Websocket,
+    keepalive: Option<Keepalive>,
+    slow_client: Option<&SlowClientPolicy>,
+    backlog: &mut Backlog,
+    channel: &ChannelReceiver,
+) -> Flushed {
+    let done = |flushed: Result<()>| match flushed {
+        Ok(()) => Flushed::Done,
+        Err(_) => Flushed::Failed,
     };
-    flushed.is_ok()
+    // Most flushes (and every loop turn with nothing to flush) finish at once: the timer (a
+    // clock read and a timer entry) is only armed for one that has to wait. Dropping a pending
+    // flush loses nothing: what is buffered stays buffered and the next flush writes it.
+    if let Some(flushed) = ws.flush().now_or_never() {
+        return done(flushed);
+    }
+    let started = Instant::now();
+    let limit = keepalive.map(|k| k.timeout);
+    let look_every = slow_client.and_then(Backlog::look_every);
+    let Some(slice) = look_every.or(limit) else {
+        return done(ws.flush().await);
+    };
+    loop {
+        if let Ok(flushed) = timeout(slice, ws.flush()).await {
+            return done(flushed);
+        }
+        if slow_client.is_some_and(|policy| backlog.overflowing_too_long(channel.dropped(), policy))
+        {
+            return Flushed::TooSlow;
+        }
+        if limit.is_some_and(|limit| started.elapsed() >= limit) {
+            tracing::info!(path = %ws.scope().path, "client does not read: dropping it");
+            return Flushed::Failed;
+        }
+    }
+}
+
+/// The close frame of a member closed for not keeping up, sent once it has left the layer and
+/// its consumer has disconnected: a client that reads again within the keepalive timeout gets
+/// what was already on its way, then 1013.
+async fn close_too_slow(mut ws: Websocket) {
+    let wait = ws.conn().keepalive.map_or(CLOSE_TIMEOUT, |k| k.timeout);
+    let Some(transport) = ws.transport.as_mut() else {
+        return;
+    };
+    let frame = CloseFrame {
+        code: CloseCode::Again,
+        reason: TOO_SLOW.into(),
+    };
+    let closing = transport.send(tungstenite::Message::Close(Some(frame)));
+    if timeout(wait, closing).await.is_ok() {
+        finish_close(&mut ws).await;
+    }
 }
 
 /// After the server's close frame: flush it and wait (bounded) for the client's echo.

@@ -91,6 +91,19 @@ pub trait WebsocketConsumer: Send + Sized + 'static {
         async { Ok(()) }
     }
 
+    /// A frame arrived faster than the connection's [`RateLimit`](crate::limits::RateLimit)
+    /// allows: [`receive`](Self::receive) is not called for it, this is. The default drops it:
+    /// a plain consumer has no protocol to tell its client in (the JSON consumer's default
+    /// answers an error event). Whatever this does, a client that keeps exceeding is closed
+    /// with 1008.
+    fn rate_limited(
+        &mut self,
+        _ws: &mut Websocket,
+        _message: Message,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
     /// A message arrived through the channel layer. The default logs and drops it.
     fn event(
         &mut self,

@@ -98,8 +98,13 @@ impl LayerConfig {
 
 type Queue = mpsc::Sender<Arc<Envelope>>;
 
+/// How many messages were dropped for a channel because its queue was full, shared with its
+/// receiver (see [`ChannelReceiver::dropped`]).
+type DropCount = Arc<AtomicU64>;
+
 struct Member {
     queue: Queue,
+    dropped: DropCount,
     joined: Instant,
 }
 
@@ -118,7 +123,9 @@ struct Drops {
 }
 
 impl Drops {
-    fn note(&mut self, group: &str, channel: &str, now: Instant) {
+    /// The one place a dropped group message is counted, for the member and for the log.
+    fn note(&mut self, group: &str, channel: &str, member: &DropCount, now: Instant) {
+        member.fetch_add(1, Ordering::Relaxed);
         self.dropped += 1;
         if self
             .last_warning
@@ -136,6 +143,7 @@ struct Channel {
     /// The same allocation as the map's key, handed to the groups it joins.
     name: Arc<str>,
     queue: Queue,
+    dropped: DropCount,
     /// Kept so a closing channel leaves just its own groups: scanning every group of the
     /// process per closed channel made a mass disconnect quadratic.
     groups: Vec<Arc<str>>,
@@ -159,11 +167,12 @@ struct State {
 }
 
 impl State {
-    fn open_channel(&mut self, name: &str, queue: Queue) {
+    fn open_channel(&mut self, name: &str, queue: Queue, dropped: DropCount) {
         let name: Arc<str> = Arc::from(name);
         let channel = Channel {
             name: Arc::clone(&name),
             queue,
+            dropped,
             groups: Vec::new(),
         };
         self.channels.insert(name, channel);
@@ -283,8 +292,11 @@ impl InMemoryChannelLayer {
         let n = self.inner.next_channel.fetch_add(1, Ordering::Relaxed);
         let name = format!("specific.{}!{n}", self.inner.process);
         let (tx, rx) = mpsc::channel(self.inner.config.capacity_of(&name));
-        self.inner.state().open_channel(&name, tx);
-        self.receiver(name, rx)
+        let dropped = DropCount::default();
+        self.inner
+            .state()
+            .open_channel(&name, tx, Arc::clone(&dropped));
+        self.receiver(name, rx).counting_drops(dropped)
     }
 
     /// Whether a receiver listens on `channel` in this process.
@@ -311,7 +323,7 @@ impl InMemoryChannelLayer {
                 )));
             }
             state.close_channel(name);
-            state.open_channel(name, tx);
+            state.open_channel(name, tx, DropCount::default());
         }
         Ok(self.receiver(name.to_owned(), rx))
     }
@@ -334,7 +346,10 @@ impl InMemoryChannelLayer {
         };
         match open.queue.try_send(message) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(Error::ChannelFull(channel.to_owned())),
+            Err(TrySendError::Full(_)) => {
+                open.dropped.fetch_add(1, Ordering::Relaxed);
+                Err(Error::ChannelFull(channel.to_owned()))
+            }
             Err(TrySendError::Closed(_)) => {
                 state.close_channel(channel);
                 Ok(())
@@ -357,11 +372,13 @@ impl InMemoryChannelLayer {
         };
         let name = Arc::clone(&open.name);
         let queue = open.queue.clone();
+        let dropped = Arc::clone(&open.dropped);
         if !open.groups.contains(&group) {
             open.groups.push(Arc::clone(&group));
         }
         let member = Member {
             queue,
+            dropped,
             joined: Instant::now(),
         };
         let members = state.groups.entry(group).or_default();
@@ -408,7 +425,7 @@ impl InMemoryChannelLayer {
             match member.queue.try_send(Arc::clone(&message)) {
                 Ok(()) => true,
                 Err(TrySendError::Full(_)) => {
-                    drops.note(group, channel, now);
+                    drops.note(group, channel, &member.dropped, now);
                     true
                 }
                 Err(TrySendError::Closed(_)) => false,
@@ -524,6 +541,11 @@ mod tests {
         assert_eq!(fast.recv().await.unwrap().json(), msg(2).json());
         assert_eq!(slow.recv().await.unwrap().json(), msg(1).json());
         assert_eq!(layer.group_size("g"), 2);
+        // The slow member's receiver sees what it missed; the fast one missed nothing.
+        assert_eq!((slow.dropped(), fast.dropped()), (1, 0));
+        assert!(layer.send(slow.name(), msg(3)).await.is_ok());
+        assert!(layer.send(slow.name(), msg(4)).await.is_err());
+        assert_eq!(slow.dropped(), 2, "a refused direct send counts too");
     }
 
     /// `count` new channels, each added to `group`, in that order.

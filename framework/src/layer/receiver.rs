@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -24,6 +25,8 @@ pub struct ChannelReceiver {
     /// may be judged against it before the clock is read again (see [`ChannelReceiver::fresh`]).
     expired_before: Option<Instant>,
     judged: u8,
+    /// Messages the layer dropped because this queue was full, if the layer counts them.
+    dropped: Option<Arc<AtomicU64>>,
 }
 
 /// Messages drained without waiting that share one clock read.
@@ -44,7 +47,24 @@ impl ChannelReceiver {
             on_drop: Some(Box::new(on_drop)),
             expired_before: None,
             judged: JUDGED_PER_CLOCK_READ,
+            dropped: None,
         }
+    }
+
+    /// Shares the layer's count of messages dropped for this channel because its queue was
+    /// full, so that its consumer can tell it is falling behind (see
+    /// [`ChannelReceiver::dropped`]). A layer adds one to `counter` for each message it drops.
+    pub fn counting_drops(mut self, counter: Arc<AtomicU64>) -> ChannelReceiver {
+        self.dropped = Some(counter);
+        self
+    }
+
+    /// How many messages the layer has dropped for this channel so far because its queue was
+    /// full: the consumer is not keeping up. Always 0 for a layer that does not count them.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+            .as_ref()
+            .map_or(0, |dropped| dropped.load(Ordering::Relaxed))
     }
 
     /// The channel's name (Channels' `self.channel_name`).

@@ -20,28 +20,40 @@ impl TokenBucket {
         }
     }
 
+    /// A bucket for a rate that is not limited: never asked.
+    pub(crate) fn empty() -> TokenBucket {
+        TokenBucket { tokens: 0.0 }
+    }
+
     /// Adds what `elapsed` earned at `rate`, up to the burst.
     pub(crate) fn refill(&mut self, rate: Rate, elapsed: Duration) {
         let earned = elapsed.as_secs_f64() * f64::from(rate.per_second);
         self.tokens = (self.tokens + earned).min(f64::from(rate.burst));
     }
 
-    /// Takes `n` tokens if there are that many; a cost larger than the whole burst takes a full
-    /// bucket (so it passes once in a while instead of never).
+    /// Takes `n` tokens if there are that many.
     pub(crate) fn take(&mut self, rate: Rate, n: u64) -> bool {
-        let n = (n as f64).min(f64::from(rate.burst));
-        if self.tokens >= n {
-            self.tokens -= n;
-            true
-        } else {
-            false
+        let has = self.has(rate, n);
+        if has {
+            self.tokens -= cost(rate, n);
         }
+        has
+    }
+
+    /// Whether `n` tokens are there to take. A cost larger than the whole burst needs a full
+    /// bucket (so it passes once in a while instead of never).
+    pub(crate) fn has(&self, rate: Rate, n: u64) -> bool {
+        self.tokens >= cost(rate, n)
     }
 
     /// Whether the bucket is full again, so forgetting it changes nothing.
     pub(crate) fn is_full(&self, rate: Rate) -> bool {
         self.tokens >= f64::from(rate.burst)
     }
+}
+
+fn cost(rate: Rate, n: u64) -> f64 {
+    (n as f64).min(f64::from(rate.burst))
 }
 
 #[cfg(test)]
