@@ -162,44 +162,50 @@ async fn serve<C: WebsocketConsumer>(
     tokio::pin!(shutting_down);
 
     loop {
-        let Some(transport) = ws.transport.as_mut() else {
-            return CloseCode::Abnormal;
-        };
-        let step = tokio::select! {
-            _ = &mut shutting_down => {
-                let _ = ws.close(CloseCode::Away, "server shutting down").await;
-                Step::Closed
-            }
-            frame = transport.next() => {
-                last_heard = Instant::now();
-                // Boxed: a client frame is rarer than a delivery, and inline its handler's
-                // state would be part of every idle connection's memory.
-                Box::pin(on_frame(consumer, ws, frame)).await
-            }
-            envelope = channel.recv() => match envelope {
-                Some(envelope) => {
-                    let mut result = on_event(consumer, ws, envelope).await;
-                    for _ in 1..EVENT_BATCH {
-                        if result.is_err() || ws.state != State::Open {
-                            break;
+        let step = if ws.replaying() {
+            // Boxed, as frames are: rare, and inline its state would be in every connection's
+            // task.
+            Step::Handled(Box::pin(replay(consumer, ws)).await)
+        } else {
+            let Some(transport) = ws.transport.as_mut() else {
+                return CloseCode::Abnormal;
+            };
+            tokio::select! {
+                _ = &mut shutting_down => {
+                    let _ = ws.close(CloseCode::Away, "server shutting down").await;
+                    Step::Closed
+                }
+                frame = transport.next() => {
+                    last_heard = Instant::now();
+                    // Boxed: a client frame is rarer than a delivery, and inline its handler's
+                    // state would be part of every idle connection's memory.
+                    Box::pin(on_frame(consumer, ws, frame)).await
+                }
+                envelope = channel.recv() => match envelope {
+                    Some(envelope) => {
+                        let mut result = on_live_event(consumer, ws, envelope).await;
+                        for _ in 1..EVENT_BATCH {
+                            if result.is_err() || ws.state != State::Open {
+                                break;
+                            }
+                            let Some(envelope) = channel.try_recv() else { break };
+                            result = on_live_event(consumer, ws, envelope).await;
                         }
-                        let Some(envelope) = channel.try_recv() else { break };
-                        result = on_event(consumer, ws, envelope).await;
+                        Step::Handled(result)
                     }
-                    Step::Handled(result)
+                    None => Step::Handled(Err(Error::Layer("the channel layer closed this consumer's channel".into()))),
+                },
+                status = next_status(&mut layer_status) => {
+                    Step::Handled(Box::pin(consumer.layer_status(ws, status)).await)
                 }
-                None => Step::Handled(Err(Error::Layer("the channel layer closed this consumer's channel".into()))),
-            },
-            status = next_status(&mut layer_status) => {
-                Step::Handled(Box::pin(consumer.layer_status(ws, status)).await)
+                _ = PingTimer::tick(&mut pings) => match keepalive {
+                    Some(k) if last_heard.elapsed() > k.timeout => {
+                        tracing::info!(path = %ws.scope().path, "no frame or pong within the ping timeout: dropping the client");
+                        return CloseCode::Abnormal;
+                    }
+                    _ => Step::Handled(ping(ws).await),
+                },
             }
-            _ = PingTimer::tick(&mut pings) => match keepalive {
-                Some(k) if last_heard.elapsed() > k.timeout => {
-                    tracing::info!(path = %ws.scope().path, "no frame or pong within the ping timeout: dropping the client");
-                    return CloseCode::Abnormal;
-                }
-                _ => Step::Handled(ping(ws).await),
-            },
         };
 
         match step {
@@ -278,6 +284,34 @@ async fn on_frame<C: WebsocketConsumer>(
             Step::Ended(CloseCode::Abnormal)
         }
     }
+}
+
+/// Hands over a batch of recovered messages: they go before anything live (see
+/// `Websocket::group_add_with_log`).
+async fn replay<C: WebsocketConsumer>(consumer: &mut C, ws: &mut Websocket) -> Result<()> {
+    let mut result = Ok(());
+    for _ in 0..EVENT_BATCH {
+        if result.is_err() || ws.state != State::Open {
+            break;
+        }
+        let Some(recovered) = ws.next_replayed() else {
+            break;
+        };
+        result = on_event(consumer, ws, recovered).await;
+    }
+    result
+}
+
+/// A message from the consumer's channel: handed over unless a log read already had it.
+async fn on_live_event<C: WebsocketConsumer>(
+    consumer: &mut C,
+    ws: &mut Websocket,
+    envelope: Arc<Envelope>,
+) -> Result<()> {
+    if ws.already_read(&envelope) {
+        return Ok(());
+    }
+    on_event(consumer, ws, envelope).await
 }
 
 async fn on_event<C: WebsocketConsumer>(
