@@ -27,7 +27,7 @@ const TOKEN: &str = "0123456789abcdef-robot";
 const SECRET: &str = "a test secret that is long enough: 0123456789";
 
 async fn chat_server(security: Security) -> TestServer {
-    TestServer::start(application_with_security(AppState::in_memory(), security)).await
+    TestServer::start(application_with_security(AppState::default(), security)).await
 }
 
 /// `POST path` with a form body; returns status, head and body.
@@ -330,7 +330,7 @@ async fn tokens_in_the_authorization_header_or_the_query_name_the_user() {
 async fn a_foreign_origin_gets_403_and_no_consumer_runs() {
     let layer = InMemoryChannelLayer::new();
     let server = TestServer::start_with_layer(
-        application_with_security(AppState::in_memory(), Security::default()),
+        application_with_security(AppState::default(), Security::default()),
         ServerConfig::default(),
         Arc::new(layer.clone()),
     )
@@ -388,7 +388,7 @@ async fn require_origin_refuses_clients_without_one_and_listed_origins_are_allow
     };
     let layer = InMemoryChannelLayer::new();
     let server = TestServer::start_with_layer(
-        application_with_security(AppState::in_memory(), security),
+        application_with_security(AppState::default(), security),
         ServerConfig::default(),
         Arc::new(layer.clone()),
     )

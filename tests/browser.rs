@@ -60,7 +60,7 @@ async fn two_browsers_chat_in_a_room_and_markup_stays_text() {
         return;
     }
     let server = TestServer::start(chat_app::routing::application(
-        chat_app::state::AppState::in_memory(),
+        chat_app::state::AppState::default(),
     ))
     .await;
     let driver = ChromeDriver::start().await;

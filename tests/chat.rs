@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 async fn chat_server() -> TestServer {
     TestServer::start(chat_app::routing::application(
-        chat_app::state::AppState::in_memory(),
+        chat_app::state::AppState::default(),
     ))
     .await
 }
@@ -188,7 +188,7 @@ async fn a_member_who_left_hears_nothing_more_and_the_group_empties() {
     let stop = CancellationToken::new();
     let signal = stop.clone();
     let task = tokio::spawn(server.serve_with_shutdown(
-        chat_app::routing::application(chat_app::state::AppState::in_memory()),
+        chat_app::routing::application(chat_app::state::AppState::default()),
         async move { signal.cancelled().await },
     ));
     let url = |path: &str| format!("ws://{addr}{path}");

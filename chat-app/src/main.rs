@@ -9,7 +9,9 @@ use chat_app::rooms;
 use chat_app::routing::{self, Security};
 use chat_app::state::AppState;
 use clap::Parser;
-use switchboard::layer::{InMemoryChannelLayer, RedisChannelLayer, RedisConfig, SharedLayer};
+use switchboard::layer::{
+    InMemoryChannelLayer, LayerConfig, RedisChannelLayer, RedisConfig, SharedLayer,
+};
 use switchboard::middleware::{RedisSessionStore, SessionConfig, SessionKey};
 use switchboard::server::Server;
 use tracing_subscriber::EnvFilter;
@@ -37,7 +39,7 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), String> {
     let layer_config = if cli.no_history {
-        switchboard::layer::LayerConfig::default()
+        LayerConfig::default()
     } else {
         rooms::layer_config(cli.history_ttl(), cli.history_budget())
     };

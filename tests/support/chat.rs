@@ -1,20 +1,20 @@
-//! A chat-app process for the tests: its server and its history worker on one layer.
+//! A chat-app process for the tests: its server on its channel layer, as `chat-app` runs it.
 
 use std::sync::Arc;
 
-use chat_app::history::History;
+use chat_app::rooms;
 use chat_app::state::AppState;
-use switchboard::layer::{RedisChannelLayer, RedisConfig, SharedLayer};
+use switchboard::layer::{
+    InMemoryChannelLayer, LayerConfig, RedisChannelLayer, RedisConfig, SharedLayer,
+};
 use switchboard::server::ServerConfig;
-use switchboard::worker::RunningWorkers;
 
-use super::{TestServer, within};
+use super::TestServer;
 
-/// One chat-app "process", in-process: the server and the workers `chat-app` runs by default.
+/// One chat-app "process", in-process.
 pub struct ChatNode {
     pub server: TestServer,
-    pub history: History,
-    workers: RunningWorkers,
+    pub layer: SharedLayer,
 }
 
 impl std::ops::Deref for ChatNode {
@@ -25,47 +25,49 @@ impl std::ops::Deref for ChatNode {
     }
 }
 
+/// The channel layer settings `chat-app` runs with by default (room logs on).
+pub fn chat_layer_config() -> LayerConfig {
+    rooms::layer_config(rooms::DEFAULT_HISTORY_TTL, rooms::DEFAULT_HISTORY_BUDGET)
+}
+
+/// The Redis layer `chat-app --layer` runs with, on `urls` under `prefix`.
+pub async fn redis_layer(urls: &[String], prefix: &str) -> SharedLayer {
+    let config = RedisConfig::new(urls.to_vec())
+        .prefix(prefix)
+        .layer(chat_layer_config());
+    let layer = RedisChannelLayer::connect(config)
+        .await
+        .expect("connect to Redis");
+    Arc::new(layer)
+}
+
 impl ChatNode {
-    /// Serves the chat-app on `layer`, with its history in `history`.
-    pub async fn start(layer: SharedLayer, history: History) -> ChatNode {
-        let workers = chat_app::history::workers(history.clone())
-            .spawn(Arc::clone(&layer), None)
-            .await
-            .expect("workers");
-        let state = AppState {
-            history: history.clone(),
-        };
+    /// Serves the chat-app on `layer`.
+    pub async fn start(layer: SharedLayer) -> ChatNode {
         let server = TestServer::start_with_layer(
-            chat_app::routing::application(state),
+            chat_app::routing::application(AppState::default()),
             ServerConfig::default(),
-            layer,
+            Arc::clone(&layer),
         )
         .await;
-        ChatNode {
-            server,
-            history,
-            workers,
-        }
+        ChatNode { server, layer }
     }
 
-    /// A chat-app on Redis at `urls` under `prefix`, history on the first server, as
-    /// `chat-app --layer` runs it.
+    /// A chat-app on its own in-memory layer, as `chat-app` runs by default.
+    pub async fn in_memory() -> ChatNode {
+        ChatNode::start(Arc::new(InMemoryChannelLayer::with_config(
+            chat_layer_config(),
+        )))
+        .await
+    }
+
+    /// A chat-app on Redis at `urls` under `prefix`, as `chat-app --layer` runs it.
     pub async fn redis(urls: &[String], prefix: &str) -> ChatNode {
-        let config = RedisConfig::new(urls.to_vec())
-            .prefix(prefix)
-            .layer(chat_app::history::layer_config());
-        let layer = RedisChannelLayer::connect(config)
-            .await
-            .expect("connect to Redis");
-        let history = History::redis(&urls[0], prefix)
-            .await
-            .expect("history store");
-        ChatNode::start(Arc::new(layer), history).await
+        ChatNode::start(redis_layer(urls, prefix).await).await
     }
 
-    /// Shuts the server down, then the workers.
+    /// Shuts the server down.
     pub async fn stop(self) {
         self.server.shutdown().await;
-        within("the workers to stop", self.workers.shutdown()).await;
     }
 }
