@@ -102,5 +102,5 @@ pub use websocket::{Close, Handshake, WebsocketCommunicator};
 /// How long a communicator waits for anything, unless told otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// How long `receive_nothing` listens.
-const NOTHING_WAIT: Duration = Duration::from_millis(100);
+/// How long `receive_nothing` listens, unless told otherwise (Channels' `timeout=0.1`).
+const DEFAULT_NOTHING_TIMEOUT: Duration = Duration::from_millis(100);

@@ -71,6 +71,19 @@ impl WebsocketConsumer for Strict {
     }
 }
 
+/// Echoes each frame 200 ms after it arrived.
+#[derive(Default)]
+struct SlowEcho;
+
+impl WebsocketConsumer for SlowEcho {
+    type Event = NoEvent;
+
+    async fn receive(&mut self, ws: &mut Websocket, message: Message) -> Result<()> {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ws.send_message(message).await
+    }
+}
+
 /// Records the code its `disconnect` gets.
 struct Recorder {
     codes: Arc<Mutex<Vec<u16>>>,
@@ -254,7 +267,27 @@ async fn receive_nothing_keeps_what_does_arrive() {
     assert!(!ws.receive_nothing().await);
     assert!(!ws.receive_nothing().await);
     assert_eq!(ws.receive_text().await.unwrap(), "late");
-    assert!(ws.receive_nothing_timeout(Duration::from_millis(10)).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn receive_nothing_listens_for_the_nothing_timeout() {
+    let mut ws = WebsocketCommunicator::new(SlowEcho::as_app(), "/");
+    ws.connect().await.unwrap();
+    ws.send_text("a").await.unwrap();
+    assert!(ws.receive_nothing().await, "100 ms: over before the echo");
+    assert_eq!(ws.receive_text().await.unwrap(), "a");
+
+    ws.set_nothing_timeout(Duration::from_millis(300));
+    ws.send_text("b").await.unwrap();
+    assert!(!ws.receive_nothing().await, "300 ms: the echo comes within");
+    assert_eq!(ws.receive_text().await.unwrap(), "b");
+
+    let mut ws = WebsocketCommunicator::new(SlowEcho::as_app(), "/")
+        .nothing_timeout(Duration::from_millis(300));
+    ws.connect().await.unwrap();
+    ws.send_text("c").await.unwrap();
+    assert!(!ws.receive_nothing().await, "set by the builder");
+    assert_eq!(ws.receive_text().await.unwrap(), "c");
 }
 
 #[tokio::test]
@@ -416,10 +449,8 @@ async fn timeouts_name_what_was_awaited() {
         err.to_string(),
         "timed out after 1s waiting for a text frame"
     );
-    let err = ws
-        .receive_close_timeout(Duration::from_millis(250))
-        .await
-        .unwrap_err();
+    ws.set_timeout(Duration::from_millis(250));
+    let err = ws.receive_close().await.unwrap_err();
     assert_eq!(
         err.to_string(),
         "timed out after 250ms waiting for a close frame"
