@@ -1,7 +1,9 @@
-//! End-to-end tests of the server and of consumer semantics over real sockets on 127.0.0.1:
-//! how `connect()` shapes the handshake answer, routing refusals, limits, malformed handshakes
-//! and frames, graceful shutdown, `disconnect()` running exactly once however a connection ends,
-//! groups, layer events, HTTP, nesting behind middleware, and the connect and ping timeouts.
+//! End-to-end tests of the server over real sockets on 127.0.0.1: the handshake answer on the
+//! wire, routing refusals, limits, malformed handshakes and frames, graceful shutdown,
+//! `disconnect()` running exactly once however a connection ends, HTTP, nesting behind
+//! middleware, and the connect and ping timeouts. What the consumer loop decides (groups, layer
+//! events, the answer to each outcome of `connect()`) is tested next to it, through a
+//! communicator, in `framework/src/consumer/runner.rs`.
 //!
 //! The clients are real tokio-tungstenite clients, or raw TCP where the input must be malformed
 //! or arrive in a particular shape (a head in pieces, a frame right behind the head).
@@ -16,7 +18,6 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use http::{HeaderMap, HeaderValue};
 use serde_json::json;
-use switchboard::layer::Envelope;
 use switchboard::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -34,28 +35,12 @@ use support::*;
 // A test consumer whose behaviour is chosen per route, and a probe that records what it did.
 // ---------------------------------------------------------------------------------------------
 
-/// The layer events the test consumer knows.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type")]
-enum TestEvent {
-    #[serde(rename = "test.ping")]
-    Ping { n: u32 },
-    #[serde(rename = "test.hello")]
-    Hello { from: String },
-}
-
 /// What the test consumer's `connect()` does.
 #[derive(Debug, Clone, Copy)]
 enum OnConnect {
     Accept,
-    /// Sends a `test.hello` (carrying its channel name) to each of its groups, then accepts:
-    /// the hello can only come back if the groups were joined before `connect`.
-    AnnounceThenAccept,
     Deny,
     DenyUnauthorized,
-    ReturnWithoutAnswer,
-    FailBeforeAccept,
-    FailAfterAccept,
     /// Accepts with the subprotocol `chat` and an extra header, then reports what was offered.
     Subprotocol,
     /// Never answers in time.
@@ -63,33 +48,19 @@ enum OnConnect {
 }
 
 /// Shared with the consumers of one test: how many were made, how many connected, which codes
-/// their `disconnect()` got, and (given a layer) the size of their groups seen from inside
-/// `connect` and `disconnect`.
+/// their `disconnect()` got.
 struct Probe {
     made: AtomicUsize,
     connects: AtomicUsize,
     disconnects: watch::Sender<Vec<u16>>,
-    layer: Option<InMemoryChannelLayer>,
-    group_sizes: std::sync::Mutex<Vec<(&'static str, usize)>>,
 }
 
 impl Probe {
     fn new() -> Arc<Probe> {
-        Probe::build(None)
-    }
-
-    /// A probe that looks into `layer` to see group memberships from inside the handlers.
-    fn watching(layer: &InMemoryChannelLayer) -> Arc<Probe> {
-        Probe::build(Some(layer.clone()))
-    }
-
-    fn build(layer: Option<InMemoryChannelLayer>) -> Arc<Probe> {
         Arc::new(Probe {
             made: AtomicUsize::new(0),
             connects: AtomicUsize::new(0),
             disconnects: watch::channel(Vec::new()).0,
-            layer,
-            group_sizes: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -138,19 +109,6 @@ impl Probe {
         .expect("the probe outlives the wait")
         .clone()
     }
-
-    fn record_group_sizes(&self, when: &'static str, groups: &[String]) {
-        if let Some(layer) = &self.layer {
-            let mut seen = self.group_sizes.lock().unwrap();
-            for group in groups {
-                seen.push((when, layer.group_size(group)));
-            }
-        }
-    }
-
-    fn group_sizes(&self) -> Vec<(&'static str, usize)> {
-        self.group_sizes.lock().unwrap().clone()
-    }
 }
 
 struct TestConsumer {
@@ -160,7 +118,7 @@ struct TestConsumer {
 }
 
 impl WebsocketConsumer for TestConsumer {
-    type Event = TestEvent;
+    type Event = NoEvent;
 
     fn groups(&self) -> Vec<String> {
         self.groups.clone()
@@ -168,26 +126,10 @@ impl WebsocketConsumer for TestConsumer {
 
     async fn connect(&mut self, ws: &mut Websocket) -> Result<()> {
         self.probe.connects.fetch_add(1, Ordering::SeqCst);
-        self.probe.record_group_sizes("connect", &self.groups);
         match self.on_connect {
             OnConnect::Accept => ws.accept().await,
-            OnConnect::AnnounceThenAccept => {
-                let hello = TestEvent::Hello {
-                    from: ws.channel_name().to_owned(),
-                };
-                for group in &self.groups {
-                    ws.group_send(group, &hello).await?;
-                }
-                ws.accept().await
-            }
             OnConnect::Deny => ws.deny(),
             OnConnect::DenyUnauthorized => ws.deny_with(StatusCode::UNAUTHORIZED),
-            OnConnect::ReturnWithoutAnswer => Ok(()),
-            OnConnect::FailBeforeAccept => Err(Error::custom("connect failed on purpose")),
-            OnConnect::FailAfterAccept => {
-                ws.accept().await?;
-                Err(Error::custom("connect failed on purpose after accept"))
-            }
             OnConnect::Subprotocol => {
                 if !ws.scope().subprotocols.iter().any(|p| p == "chat") {
                     return ws.deny_with(StatusCode::BAD_REQUEST);
@@ -205,22 +147,15 @@ impl WebsocketConsumer for TestConsumer {
         }
     }
 
-    /// `close` closes with 1000 "bye", `fail` fails; anything else is echoed.
+    /// `close` closes with 1000 "bye"; anything else is echoed.
     async fn receive(&mut self, ws: &mut Websocket, message: Message) -> Result<()> {
-        let command = message.as_text().unwrap_or_default().to_owned();
-        match command.as_str() {
-            "close" => ws.close(CloseCode::Normal, "bye").await,
-            "fail" => Err(Error::custom("receive failed on purpose")),
-            _ => ws.send_message(message).await,
+        if message.as_text().is_ok_and(|text| text == "close") {
+            return ws.close(CloseCode::Normal, "bye").await;
         }
-    }
-
-    async fn event(&mut self, ws: &mut Websocket, event: Event<TestEvent>) -> Result<()> {
-        ws.forward(&event).await
+        ws.send_message(message).await
     }
 
     async fn disconnect(&mut self, _ws: &mut Websocket, code: CloseCode) -> Result<()> {
-        self.probe.record_group_sizes("disconnect", &self.groups);
         self.probe
             .disconnects
             .send_modify(|codes| codes.push(u16::from(code)));
@@ -396,15 +331,11 @@ async fn read_raw_close_code(stream: &mut TcpStream, what: &str) -> u16 {
 // The handshake: connect() decides the HTTP answer.
 // ---------------------------------------------------------------------------------------------
 
+/// Which answer each outcome of `connect()` is, is the consumer loop's (tested next to it, in
+/// `consumer/runner.rs`); here, that the answer reaches a real client as that HTTP status.
 #[tokio::test]
 async fn connect_answers_become_http_statuses() {
-    let cases = [
-        (OnConnect::Deny, 403),
-        (OnConnect::DenyUnauthorized, 401),
-        (OnConnect::ReturnWithoutAnswer, 403),
-        (OnConnect::FailBeforeAccept, 500),
-    ];
-    for (on_connect, status) in cases {
+    for (on_connect, status) in [(OnConnect::Deny, 403), (OnConnect::DenyUnauthorized, 401)] {
         let probe = Probe::new();
         let server = TestServer::start(URLRouter::new().route("/ws/", probe.app(on_connect))).await;
         assert_eq!(
@@ -418,19 +349,6 @@ async fn connect_answers_become_http_statuses() {
         server.shutdown().await;
         assert_eq!(probe.codes(), [1006], "{on_connect:?}: exactly once");
     }
-}
-
-#[tokio::test]
-async fn connect_failing_after_accept_closes_with_1011() {
-    let probe = Probe::new();
-    let server =
-        TestServer::start(URLRouter::new().route("/ws/", probe.app(OnConnect::FailAfterAccept)))
-            .await;
-    let mut client = server.connect("/ws/").await;
-    assert_eq!(closed_by_server(&mut client).await.code, CloseCode::Error);
-    assert_eq!(probe.wait_disconnects(1).await, [1011]);
-    server.shutdown().await;
-    assert_eq!(probe.codes(), [1011]);
 }
 
 #[tokio::test]
@@ -489,7 +407,7 @@ async fn subprotocol_and_extra_headers_shape_the_101() {
 #[tokio::test]
 async fn a_connect_slower_than_the_connect_timeout_is_refused_with_503() {
     let layer = InMemoryChannelLayer::new();
-    let probe = Probe::watching(&layer);
+    let probe = Probe::new();
     let app = URLRouter::new().route("/ws/", probe.app_in_groups(OnConnect::Stall, &["slow"]));
     let config = config(|c| c.connect_timeout = Duration::from_millis(200));
     let server = TestServer::start_with_layer(app, config, Arc::new(layer.clone())).await;
@@ -877,112 +795,6 @@ async fn a_server_close_from_receive_reaches_the_client_and_disconnect_runs_once
     assert_eq!(probe.wait_disconnects(1).await, [1000]);
     server.shutdown().await;
     assert_eq!(probe.codes(), [1000]);
-}
-
-#[tokio::test]
-async fn an_error_from_receive_closes_with_1011_and_disconnect_still_runs() {
-    let probe = Probe::new();
-    let server =
-        TestServer::start(URLRouter::new().route("/ws/", probe.app(OnConnect::Accept))).await;
-    let mut client = server.connect("/ws/").await;
-    assert_echo(&mut client, "fine").await;
-    send_text(&mut client, "fail").await;
-    assert_eq!(closed_by_server(&mut client).await.code, CloseCode::Error);
-    assert_eq!(probe.wait_disconnects(1).await, [1011]);
-    server.shutdown().await;
-    assert_eq!(probe.codes(), [1011]);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Groups and layer events.
-// ---------------------------------------------------------------------------------------------
-
-#[tokio::test]
-async fn groups_are_joined_before_connect_and_left_after_disconnect() {
-    let layer = InMemoryChannelLayer::new();
-    let probe = Probe::watching(&layer);
-    let app = URLRouter::new().route(
-        "/ws/",
-        probe.app_in_groups(OnConnect::AnnounceThenAccept, &["g"]),
-    );
-    let server =
-        TestServer::start_with_layer(app, ServerConfig::default(), Arc::new(layer.clone())).await;
-
-    // Each consumer's hello, sent to "g" from inside connect(), comes back to it.
-    let mut a = server.connect("/ws/").await;
-    assert_eq!(recv_json(&mut a).await["type"], "test.hello");
-    let mut b = server.connect("/ws/").await;
-    assert_eq!(recv_json(&mut b).await["type"], "test.hello");
-    assert_eq!(recv_json(&mut a).await["type"], "test.hello", "b's hello");
-    assert_eq!(layer.group_size("g"), 2);
-
-    // A group message sent from outside right after the handshakes reaches both.
-    let ping = json!({ "type": "test.ping", "n": 1 });
-    layer
-        .group_send("g", Envelope::encode(&ping).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(recv_json(&mut a).await, ping);
-    assert_eq!(recv_json(&mut b).await, ping);
-
-    close_with(&mut a, CloseCode::Normal).await;
-    wait_group_size(&layer, "g", 1).await;
-    drop(b);
-    wait_group_size(&layer, "g", 0).await;
-    probe.wait_disconnects(2).await;
-
-    // Seen from inside: a member during connect (1, then 2) and still during disconnect.
-    assert_eq!(
-        probe.group_sizes(),
-        [
-            ("connect", 1),
-            ("connect", 2),
-            ("disconnect", 2),
-            ("disconnect", 1)
-        ]
-    );
-}
-
-#[tokio::test]
-async fn unknown_layer_events_are_dropped_without_closing() {
-    let layer = InMemoryChannelLayer::new();
-    let probe = Probe::new();
-    let app = URLRouter::new().route(
-        "/ws/",
-        probe.app_in_groups(OnConnect::AnnounceThenAccept, &["g"]),
-    );
-    let server =
-        TestServer::start_with_layer(app, ServerConfig::default(), Arc::new(layer.clone())).await;
-    let mut client = server.connect("/ws/").await;
-    let hello = recv_json(&mut client).await;
-    let channel = hello["from"]
-        .as_str()
-        .expect("the hello names the channel")
-        .to_owned();
-
-    for junk in [
-        json!({ "type": "test.unknown" }),
-        json!({ "type": "test.ping", "n": "not a number" }),
-        json!({ "no": "type" }),
-        json!([1, 2, 3]),
-    ] {
-        layer
-            .group_send("g", Envelope::encode(&junk).unwrap())
-            .await
-            .unwrap();
-        layer
-            .send(&channel, Envelope::encode(&junk).unwrap())
-            .await
-            .unwrap();
-    }
-    let ping = json!({ "type": "test.ping", "n": 2 });
-    layer
-        .send(&channel, Envelope::encode(&ping).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(recv_json(&mut client).await, ping, "the junk was dropped");
-    assert_echo(&mut client, "still here").await;
-    assert!(probe.codes().is_empty(), "not disconnected");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -90,6 +90,8 @@ mod transport;
 mod websocket;
 
 #[cfg(test)]
+pub(crate) mod probe;
+#[cfg(test)]
 mod tests;
 
 use std::time::Duration;
