@@ -5,19 +5,11 @@ mod support;
 use std::sync::Arc;
 
 use chat_app::history::{HISTORY_LIMIT, History};
-use serde_json::{Value, json};
-use support::chat::ChatNode;
+use serde_json::Value;
+use support::chat::{ChatNode, room, say};
 use support::redis::{redis_url, unique_prefix};
 use support::*;
 use switchboard::layer::InMemoryChannelLayer;
-
-fn room(name: &str) -> String {
-    format!("/ws/chat/{name}/")
-}
-
-async fn say(client: &mut Client, message: &str) {
-    send_json(client, &json!({ "message": message })).await;
-}
 
 /// Waits (bounded) until the worker has written `count` messages of `room`.
 async fn history_holds(history: &History, room: &str, count: usize) {
@@ -121,16 +113,12 @@ async fn history_is_kept_per_room() {
     node.stop().await;
 }
 
-async fn redis_node(url: &str, prefix: &str) -> ChatNode {
-    ChatNode::redis(&[url.to_owned()], prefix).await
-}
-
 #[tokio::test]
 async fn with_redis_history_is_shared_between_processes_and_survives_restarts() {
     let Some(url) = redis_url().await else { return };
     let prefix = unique_prefix("history");
-    let one = redis_node(&url, &prefix).await;
-    let two = redis_node(&url, &prefix).await;
+    let one = ChatNode::redis(std::slice::from_ref(&url), &prefix).await;
+    let two = ChatNode::redis(std::slice::from_ref(&url), &prefix).await;
     one.history.clear("shared").await.expect("clear");
 
     let mut writer = one.server.connect(&room("shared")).await;
@@ -147,7 +135,7 @@ async fn with_redis_history_is_shared_between_processes_and_survives_restarts() 
     one.stop().await;
     two.stop().await;
 
-    let again = redis_node(&url, &prefix).await;
+    let again = ChatNode::redis(std::slice::from_ref(&url), &prefix).await;
     let mut late = again.server.connect(&room("shared")).await;
     assert_eq!(texts(&recv_json(&mut late).await), expected);
     again.history.clear("shared").await.expect("clear");
@@ -160,7 +148,7 @@ async fn with_redis_history_is_shared_between_processes_and_survives_restarts() 
 async fn with_redis_a_burst_of_messages_is_all_written_to_the_history() {
     let Some(url) = redis_url().await else { return };
     let prefix = unique_prefix("burst");
-    let node = redis_node(&url, &prefix).await;
+    let node = ChatNode::redis(std::slice::from_ref(&url), &prefix).await;
     node.history.clear("burst").await.expect("clear");
     let mut writer = node.server.connect(&room("burst")).await;
     let total = 2000;

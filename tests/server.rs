@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use http::{HeaderMap, HeaderValue};
 use serde_json::json;
 use switchboard::prelude::*;
@@ -25,7 +25,6 @@ use tokio::sync::watch;
 use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
@@ -167,66 +166,10 @@ impl WebsocketConsumer for TestConsumer {
 // Small helpers.
 // ---------------------------------------------------------------------------------------------
 
-fn config(edit: impl FnOnce(&mut ServerConfig)) -> ServerConfig {
-    let mut config = ServerConfig::default();
-    edit(&mut config);
-    config
-}
-
 /// Sends `text` and asserts it comes back.
 async fn assert_echo(client: &mut Client, text: &str) {
     send_text(client, text).await;
     assert_eq!(recv_text(client).await, text);
-}
-
-/// Waits for the server's close frame, then keeps reading so the client's close reply goes out
-/// and the server's closing handshake completes; returns the server's frame.
-async fn closed_by_server(client: &mut Client) -> CloseFrame {
-    let frame = recv_close(client)
-        .await
-        .expect("the server's close frame carries a code");
-    within("the end of the connection", async {
-        while let Some(Ok(_)) = client.next().await {}
-    })
-    .await;
-    frame
-}
-
-/// Closes from the client with `code` and waits for the server's echo.
-async fn close_with(client: &mut Client, code: CloseCode) {
-    let frame = CloseFrame {
-        code,
-        reason: "client done".into(),
-    };
-    within("sending a close frame", client.close(Some(frame)))
-        .await
-        .expect("close");
-    within("the close echo", async {
-        while let Some(Ok(_)) = client.next().await {}
-    })
-    .await;
-}
-
-async fn wait_group_size(layer: &InMemoryChannelLayer, group: &str, size: usize) {
-    within(
-        &format!("group {group:?} to have {size} member(s)"),
-        async {
-            while layer.group_size(group) != size {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        },
-    )
-    .await;
-}
-
-/// A header's value in a raw response head.
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().skip(1).find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.trim()
-            .eq_ignore_ascii_case(name)
-            .then_some(value.trim())
-    })
 }
 
 /// The RFC 6455 example key and its accept value.
@@ -750,7 +693,7 @@ async fn disconnect_gets_the_clients_close_code_once() {
         TestServer::start(URLRouter::new().route("/ws/", probe.app(OnConnect::Accept))).await;
     let mut client = server.connect("/ws/").await;
     assert_echo(&mut client, "x").await;
-    close_with(&mut client, CloseCode::Normal).await;
+    close(&mut client).await;
     assert_eq!(probe.wait_disconnects(1).await, [1000]);
     server.shutdown().await;
     assert_eq!(probe.codes(), [1000], "exactly once");
