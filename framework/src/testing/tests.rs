@@ -334,7 +334,6 @@ async fn a_send_after_the_application_left_says_why() {
 #[tokio::test]
 async fn disconnect_runs_the_consumers_disconnect_with_the_code() {
     let (app, log) = probe();
-    let app = Arc::new(app);
     let mut ws = WebsocketCommunicator::new(app.clone(), "/");
     ws.connect().await.unwrap();
     ws.disconnect(4321u16).await.unwrap();

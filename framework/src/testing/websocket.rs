@@ -443,8 +443,8 @@ impl WebsocketCommunicator {
         }
     }
 
-    /// Receives a text frame within the [timeout](Self::timeout) and decodes it as JSON: into your type, or
-    /// into a [`serde_json::Value`] to compare with `json!`.
+    /// Receives a text frame within the [timeout](Self::timeout) and decodes it as JSON: into
+    /// your type, or into a [`serde_json::Value`] to compare with `json!`.
     ///
     /// ```
     /// use serde_json::{Value, json};
