@@ -339,10 +339,12 @@ async fn redis_layer_refuses_to_start_without_redis() {
     config.connect_timeout = std::time::Duration::from_millis(500);
     let err = match RedisChannelLayer::connect(config).await {
         Ok(_) => panic!("connected to nothing"),
-        Err(err) => err.to_string(),
+        Err(err) => err,
     };
+    assert!(matches!(err, Error::Unavailable { .. }), "{err}");
     assert!(
-        err.contains("cannot connect to Redis at redis://127.0.0.1:1"),
+        err.to_string()
+            .contains("at redis://127.0.0.1:1 is unavailable: cannot connect"),
         "{err}"
     );
 }

@@ -7,9 +7,7 @@ use switchboard::layer::Envelope;
 use switchboard::prelude::*;
 
 use crate::history::{HISTORY_CHANNEL, History, HistoryMessage};
-
-/// Longest accepted message, in characters.
-pub const MAX_MESSAGE_CHARS: usize = 4096;
+use crate::rooms::{check_message, group_of};
 
 /// What a client sends: `{"message": "<text>"}`.
 ///
@@ -133,26 +131,13 @@ fn now_micros() -> u64 {
         .unwrap_or(0)
 }
 
-/// Why a decoded message is refused, if it is.
-fn check_message(message: &str) -> Result<(), String> {
-    if message.trim().is_empty() {
-        return Err("empty message".to_owned());
-    }
-    if message.chars().count() > MAX_MESSAGE_CHARS {
-        return Err(format!(
-            "message too long: at most {MAX_MESSAGE_CHARS} characters"
-        ));
-    }
-    Ok(())
-}
-
 impl JsonWebsocketConsumer for ChatConsumer {
     type Incoming = ChatInput;
     type Event = ChatEvent;
 
     async fn connect(&mut self, ws: &mut Websocket) -> Result<()> {
         self.room = ws.scope().kwarg("room_name")?.to_owned();
-        self.group = format!("chat_{}", self.room);
+        self.group = group_of(&self.room);
         self.display_name = match ws.scope().user.username() {
             Some(name) => name.to_owned(),
             None => guest_name(),
@@ -226,14 +211,6 @@ impl JsonWebsocketConsumer for ChatConsumer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn messages_are_checked() {
-        assert!(check_message("hi").is_ok());
-        assert!(check_message("   ").is_err());
-        assert!(check_message(&"x".repeat(MAX_MESSAGE_CHARS)).is_ok());
-        assert!(check_message(&"é".repeat(MAX_MESSAGE_CHARS + 1)).is_err());
-    }
 
     #[test]
     fn events_encode_as_the_protocol_says() {

@@ -11,9 +11,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use fred::prelude::{Builder, ClientLike, Config, KeysInterface, SortedSetsInterface};
+use fred::prelude::{KeysInterface, SortedSetsInterface};
 use switchboard::layer::LayerConfig;
 use switchboard::prelude::*;
+use switchboard::redis::RedisConnector;
 use switchboard::worker::{ChannelNameRouter, Worker, WorkerContext};
 
 /// The channel name the history worker receives on.
@@ -110,6 +111,8 @@ pub enum History {
     Redis {
         /// The connection.
         client: fred::clients::Client,
+        /// Where it goes, to name it in errors.
+        redis: RedisConnector,
         /// Key prefix, shared with the channel layer's.
         prefix: String,
     },
@@ -133,19 +136,11 @@ impl History {
 
     /// History kept in Redis at `url`.
     pub async fn redis(url: &str, prefix: &str) -> Result<History> {
-        let config = Config::from_url(url)
-            .map_err(|err| Error::custom(format!("invalid Redis URL {url:?}: {err}")))?;
-        let client = Builder::from_config(config)
-            // As the channel layer's connections (see there).
-            .with_connection_config(|c| c.tcp.nodelay = Some(true))
-            .build()
-            .map_err(|err| Error::custom(format!("Redis client for {url}: {err}")))?;
-        client
-            .init()
-            .await
-            .map_err(|err| Error::custom(format!("cannot connect to Redis at {url}: {err}")))?;
+        let redis = RedisConnector::new(url)?;
+        let client = redis.client("room history").await?;
         Ok(History::Redis {
             client,
+            redis,
             prefix: prefix.to_owned(),
         })
     }
@@ -170,9 +165,16 @@ impl History {
             }
             // Boxed: the Redis client's futures are kilobytes, and inline they would size
             // every append, the in-memory ones too (and the worker's boxed batch future).
-            History::Redis { client, prefix } => {
-                Box::pin(Self::append_redis(client, prefix, messages)).await
-            }
+            History::Redis {
+                client,
+                redis,
+                prefix,
+            } => Box::pin(Self::append_redis(client, prefix, messages))
+                .await
+                .map_err(|err| {
+                    let what = format!("storing {} history messages", messages.len());
+                    redis.error(&what, err)
+                }),
         }
     }
 
@@ -180,38 +182,30 @@ impl History {
         client: &fred::clients::Client,
         prefix: &str,
         messages: &[Remember<'_>],
-    ) -> Result<()> {
+    ) -> Result<(), fred::error::Error> {
         // A map, not a search of the rooms seen so far: a batch can span many rooms.
         let mut per_room: HashMap<&str, Vec<&Remember<'_>>> = HashMap::new();
         for remember in messages {
             per_room.entry(remember.room).or_default().push(remember);
         }
-        let stored = async {
-            let pipeline = client.pipeline();
-            for (room, mut entries) in per_room {
-                keep_newest(&mut entries);
-                // Microseconds since the epoch stay exact in an f64 until the year 2255.
-                let scored: Vec<(f64, &str)> = entries
-                    .iter()
-                    .map(|remember| (remember.at as f64, remember.json))
-                    .collect();
-                let key = Self::key(prefix, room);
-                pipeline
-                    .zadd::<(), _, _>(&key, None, None, false, false, scored)
-                    .await?;
-                let keep = HISTORY_LIMIT as i64;
-                pipeline
-                    .zremrangebyrank::<(), _>(&key, 0, -keep - 1)
-                    .await?;
-            }
-            pipeline.all::<fred::types::Value>().await.map(|_| ())
-        };
-        stored.await.map_err(|err| {
-            Error::custom(format!(
-                "storing {} history messages: {err}",
-                messages.len()
-            ))
-        })
+        let pipeline = client.pipeline();
+        for (room, mut entries) in per_room {
+            keep_newest(&mut entries);
+            // Microseconds since the epoch stay exact in an f64 until the year 2255.
+            let scored: Vec<(f64, &str)> = entries
+                .iter()
+                .map(|remember| (remember.at as f64, remember.json))
+                .collect();
+            let key = Self::key(prefix, room);
+            pipeline
+                .zadd::<(), _, _>(&key, None, None, false, false, scored)
+                .await?;
+            let keep = HISTORY_LIMIT as i64;
+            pipeline
+                .zremrangebyrank::<(), _>(&key, 0, -keep - 1)
+                .await?;
+        }
+        pipeline.all::<fred::types::Value>().await.map(|_| ())
     }
 
     fn key(prefix: &str, room: &str) -> String {
@@ -223,12 +217,16 @@ impl History {
         match self {
             History::Off => Ok(Vec::new()),
             History::Memory(rooms) => Ok(rooms.recent(room)),
-            History::Redis { client, prefix } => {
+            History::Redis {
+                client,
+                redis,
+                prefix,
+            } => {
                 let keep = HISTORY_LIMIT as i64;
                 let raw: Vec<String> = client
                     .zrange(Self::key(prefix, room), -keep, -1, None, false, None, false)
                     .await
-                    .map_err(|err| Error::custom(format!("reading history of {room}: {err}")))?;
+                    .map_err(|err| redis.error(&format!("reading history of {room}"), err))?;
                 // Entries that do not parse are skipped, not fatal.
                 Ok(raw
                     .iter()
@@ -246,11 +244,15 @@ impl History {
                 rooms.clear(room);
                 Ok(())
             }
-            History::Redis { client, prefix } => client
+            History::Redis {
+                client,
+                redis,
+                prefix,
+            } => client
                 .del::<i64, _>(Self::key(prefix, room))
                 .await
                 .map(|_| ())
-                .map_err(|err| Error::custom(format!("clearing history of {room}: {err}"))),
+                .map_err(|err| redis.error(&format!("clearing history of {room}"), err)),
         }
     }
 }

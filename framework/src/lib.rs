@@ -66,12 +66,16 @@
 pub mod application;
 pub mod consumer;
 mod error;
+pub mod guide;
 pub mod layer;
 pub mod middleware;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod routing;
 pub mod scope;
 pub mod server;
 pub mod testing;
+pub mod transport;
 pub mod worker;
 
 pub use application::{Application, Connection};
@@ -105,31 +109,3 @@ pub mod prelude {
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 mod readme {}
-
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/tutorial.md")]
-mod tutorial {}
-
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/concepts.md")]
-mod concepts {}
-
-#[cfg(all(doctest, feature = "redis"))]
-#[doc = include_str!("../../docs/scaling.md")]
-mod scaling {}
-
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/security.md")]
-mod security {}
-
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/testing.md")]
-mod testing_guide {}
-
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/workers.md")]
-mod workers_guide {}
-
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/migrating.md")]
-mod migrating {}

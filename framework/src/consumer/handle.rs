@@ -12,10 +12,10 @@ use tokio_tungstenite::tungstenite::{self, Utf8Bytes};
 
 use super::{CloseCode, Message};
 use crate::application::{HandshakeAnswer, WebsocketConnection};
+use crate::error::{Error, Result};
 use crate::layer::{Envelope, Event, SharedLayer};
 use crate::scope::Scope;
-use crate::server::transport::Socket;
-use crate::{Error, Result};
+use crate::transport::Socket;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {

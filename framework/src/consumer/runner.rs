@@ -15,9 +15,9 @@ use super::handle::State;
 use super::pings::PingTimer;
 use super::{CloseCode, Message, Websocket, WebsocketConsumer};
 use crate::application::{HandshakeAnswer, Keepalive, WebsocketConnection};
+use crate::error::{Error, Result};
 use crate::layer::{ChannelReceiver, Envelope, Event, LayerStatus};
 use crate::scope::Scope;
-use crate::{Error, Result};
 
 /// How long a server-initiated close waits for the client's close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);

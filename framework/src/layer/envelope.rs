@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::Result;
+use crate::error::Result;
 
 type Decoded = (TypeId, Option<Arc<dyn Any + Send + Sync>>);
 

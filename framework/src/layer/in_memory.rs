@@ -13,7 +13,7 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 
 use super::names::validate_named_channel;
 use super::{ChannelLayer, ChannelReceiver, Envelope, validate_channel_name, validate_group_name};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Limits of a channel layer, with Channels' defaults.
 ///

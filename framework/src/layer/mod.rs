@@ -38,7 +38,7 @@ pub use receiver::ChannelReceiver;
 #[cfg(feature = "redis")]
 pub use redis::{RedisChannelLayer, RedisConfig};
 
-use crate::Result;
+use crate::error::Result;
 
 /// A channel layer shared by every consumer of a process.
 pub type SharedLayer = Arc<dyn ChannelLayer>;

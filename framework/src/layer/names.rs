@@ -1,6 +1,6 @@
 //! Channels' rules for channel and group names.
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Names must be shorter than this, as in Channels (`MAX_NAME_LENGTH`).
 pub const MAX_NAME_LENGTH: usize = 100;

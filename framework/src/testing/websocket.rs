@@ -23,11 +23,12 @@ use super::task::AppTask;
 use super::transport::{Pipes, pair};
 use super::{DEFAULT_NOTHING_TIMEOUT, DEFAULT_TIMEOUT, Error};
 use crate::application::{
-    Application, BoxApplication, BoxTransport, Connection, HandshakeAnswer, WebsocketConnection,
+    Application, BoxApplication, Connection, HandshakeAnswer, WebsocketConnection,
 };
 use crate::consumer::CloseCode;
 use crate::layer::{InMemoryChannelLayer, SharedLayer};
 use crate::scope::{Protocol, Scope};
+use crate::transport::BoxTransport;
 
 /// A WebSocket client for an [`Application`], in-process: no socket, no port (Channels'
 /// `WebsocketCommunicator`).

@@ -26,10 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fred::prelude::{
-    Builder, ClientLike, Config as FredConfig, EventInterface, ListInterface, PubsubInterface,
-    ReconnectPolicy,
-};
+use fred::prelude::{ClientLike, EventInterface, ListInterface, PubsubInterface};
 use fred::types::{Message as RedisMessage, Value};
 use futures::future::{BoxFuture, FutureExt};
 use tokio::sync::{Mutex, Notify, broadcast, mpsc, watch};
@@ -39,7 +36,8 @@ use super::{
     ChannelLayer, ChannelReceiver, Envelope, InMemoryChannelLayer, LayerConfig, LayerStatus,
     validate_channel_name, validate_group_name,
 };
-use crate::{Error, Result};
+use crate::error::{Error, Result};
+use crate::redis::RedisConnector;
 use pipeline::Outgoing;
 
 /// How to reach Redis and how to name things there.
@@ -85,11 +83,10 @@ impl RedisConfig {
 }
 
 struct Shard {
-    url: String,
+    /// How to reach this server, and to build more clients for it: every named-channel
+    /// receiver blocks one connection in `BRPOP`.
+    redis: RedisConnector,
     outgoing: mpsc::Sender<Outgoing>,
-    /// How to build more clients for this server: every named-channel receiver blocks one
-    /// connection in `BRPOP`.
-    builder: Builder,
     publisher: fred::clients::Client,
     subscriber: fred::clients::SubscriberClient,
     connected: AtomicBool,
@@ -182,7 +179,7 @@ impl RedisChannelLayer {
     /// Fails with a clear error when a server does not answer within the connect timeout.
     pub async fn connect(config: RedisConfig) -> Result<RedisChannelLayer> {
         if config.hosts.is_empty() {
-            return Err(Error::Layer("no Redis URL given".into()));
+            return Err(Error::Config("no Redis URL given".into()));
         }
         let local = InMemoryChannelLayer::with_config(config.layer.clone());
         let mut shards = Vec::with_capacity(config.hosts.len());
@@ -218,7 +215,11 @@ impl RedisChannelLayer {
 
     /// The Redis servers, in shard order.
     pub fn hosts(&self) -> Vec<String> {
-        self.inner.shards.iter().map(|s| s.url.clone()).collect()
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.url().to_owned())
+            .collect()
     }
 
     /// Local members of a group in this process.
@@ -276,16 +277,11 @@ impl RedisChannelLayer {
                 .await
                 .map(|_| ())
         };
+        let what = || format!("SUBSCRIBE {channel}");
         match tokio::time::timeout(self.inner.command_timeout, subscribe).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(Error::Layer(format!(
-                "SUBSCRIBE {channel} on {}: {err}",
-                shard.url
-            ))),
-            Err(_) => Err(Error::Layer(format!(
-                "SUBSCRIBE {channel} on {}: timed out",
-                shard.url
-            ))),
+            Ok(Err(err)) => Err(shard.redis.error(&what(), err)),
+            Err(_) => Err(shard.redis.error(&what(), "timed out")),
         }
     }
 
@@ -295,8 +291,8 @@ impl RedisChannelLayer {
         let publish = shard.publisher.publish::<i64, _, _>(channel, payload);
         match tokio::time::timeout(self.inner.command_timeout, publish).await {
             Ok(Ok(_receivers)) => Ok(()),
-            Ok(Err(err)) => Err(Error::Layer(format!("PUBLISH on {}: {err}", shard.url))),
-            Err(_) => Err(Error::Layer(format!("PUBLISH on {}: timed out", shard.url))),
+            Ok(Err(err)) => Err(shard.redis.error("PUBLISH", err)),
+            Err(_) => Err(shard.redis.error("PUBLISH", "timed out")),
         }
     }
 
@@ -440,11 +436,7 @@ impl RedisChannelLayer {
         let receiver = self.inner.local.receive_channel(name).await?;
         let key = self.inner.queue_key(name);
         let shard = self.shard(&key);
-        let client = shard
-            .builder
-            .build()
-            .map_err(|err| Error::Layer(format!("Redis client for {}: {err}", shard.url)))?;
-        init(&client, &shard.url, self.inner.command_timeout).await?;
+        let client = shard.redis.client("named channel").await?;
         let batch = self.inner.local.config().capacity_of(name).min(MAX_POP);
         tokio::spawn(pump_queue(
             client,
@@ -472,11 +464,14 @@ impl Shard {
         if self.connected.load(Ordering::SeqCst) {
             Ok(())
         } else {
-            Err(Error::Layer(format!(
-                "Redis at {} is unreachable; reconnecting",
-                self.url
-            )))
+            Err(self
+                .redis
+                .error("channel layer", "unreachable; reconnecting"))
         }
+    }
+
+    fn url(&self) -> &str {
+        self.redis.url()
     }
 }
 
@@ -484,41 +479,14 @@ async fn connect_shard(
     url: &str,
     config: &RedisConfig,
 ) -> Result<(Shard, mpsc::Receiver<Outgoing>)> {
-    let fred_config = FredConfig::from_url(url)
-        .map_err(|err| Error::Layer(format!("invalid Redis URL {url:?}: {err}")))?;
-    let mut builder = Builder::from_config(fred_config);
-    builder
-        // Reconnect for ever, from 100 ms up to 1 s between attempts, so delivery resumes
-        // within seconds of Redis coming back.
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 1_000, 2))
-        .with_connection_config(|c| {
-            c.connection_timeout = config.connect_timeout;
-            c.max_command_attempts = 1;
-            // As other Redis clients do (redis-py, go-redis, ioredis): without it the kernel
-            // may hold a small command back until an earlier write is acknowledged. fred leaves
-            // it unset. No measurable change in the benchmark, whose writes are batches.
-            c.tcp.nodelay = Some(true);
-        })
-        .with_performance_config(|p| {
-            p.default_command_timeout = config.command_timeout;
-            // The subscriber's queue towards our listener: bounded; a listener that falls this
-            // far behind loses messages (and says so) rather than growing memory.
-            p.broadcast_channel_capacity = 4096;
-        });
-    let publisher = builder
-        .build()
-        .map_err(|err| Error::Layer(format!("Redis client for {url}: {err}")))?;
-    let subscriber = builder
-        .build_subscriber_client()
-        .map_err(|err| Error::Layer(format!("Redis subscriber for {url}: {err}")))?;
-    init(&publisher, url, config.connect_timeout).await?;
-    init(&subscriber, url, config.connect_timeout).await?;
+    let redis = RedisConnector::new(url)?.timeouts(config.connect_timeout, config.command_timeout);
+    let publisher = redis.client("channel layer").await?;
+    let subscriber = redis.subscriber("channel layer").await?;
     let (outgoing, queued) = mpsc::channel(pipeline::OUTGOING_CAPACITY);
     Ok((
         Shard {
-            url: url.to_owned(),
+            redis,
             outgoing,
-            builder,
             publisher,
             subscriber,
             connected: AtomicBool::new(true),
@@ -526,19 +494,6 @@ async fn connect_shard(
         },
         queued,
     ))
-}
-
-/// Connects one client, failing clearly instead of retrying for ever at start-up.
-async fn init(client: &impl ClientLike, url: &str, limit: Duration) -> Result<()> {
-    match tokio::time::timeout(limit, client.init()).await {
-        Ok(Ok(_handle)) => Ok(()),
-        Ok(Err(err)) => Err(Error::Layer(format!(
-            "cannot connect to Redis at {url}: {err}"
-        ))),
-        Err(_) => Err(Error::Layer(format!(
-            "cannot connect to Redis at {url}: no answer within {limit:?}"
-        ))),
-    }
 }
 
 async fn listen(
@@ -584,7 +539,7 @@ async fn listen_until_closed(
                 Ok((err, _)) => {
                     let Some(inner) = weak.upgrade() else { return };
                     if inner.shards[index].connected.swap(false, Ordering::SeqCst) {
-                        tracing::warn!(url = %inner.shards[index].url, error = %err, "lost Redis: serving local members only, reconnecting");
+                        tracing::warn!(url = %inner.shards[index].url(), error = %err, "lost Redis: serving local members only, reconnecting");
                         inner.status.send_replace(LayerStatus::Disconnected);
                     }
                 }
@@ -597,7 +552,7 @@ async fn listen_until_closed(
                     resubscribe(&inner, index).await;
                     let was_down = !inner.shards[index].connected.swap(true, Ordering::SeqCst);
                     if was_down && inner.shards.iter().all(|s| s.connected.load(Ordering::SeqCst)) {
-                        tracing::info!(url = %inner.shards[index].url, "Redis is back: groups subscribed again");
+                        tracing::info!(url = %inner.shards[index].url(), "Redis is back: groups subscribed again");
                         inner.status.send_replace(LayerStatus::Reconnected);
                     }
                 }

@@ -117,7 +117,7 @@ pub(super) async fn run(weak: Weak<Inner>, index: usize, mut queued: mpsc::Recei
             Err(Failed::Unanswered(err)) => {
                 let merged = plan.publishes.iter().chain(&plan.pushes);
                 let messages: usize = merged.map(|m| m.items.len()).sum();
-                tracing::warn!(url = %shard.url, error = %err, messages, "Redis did not answer a batch: not delivered again here, as it may have been (at most once)");
+                tracing::warn!(url = %shard.url(), error = %err, messages, "Redis did not answer a batch: not delivered again here, as it may have been (at most once)");
             }
         }
         batch.clear();
@@ -177,7 +177,8 @@ async fn send(inner: &Inner, shard: &Shard, plan: &Plan<'_>) -> Result<Vec<usize
         .map_err(|_| {
             Failed::Unanswered(format!(
                 "no answer from {} within {:?}",
-                shard.url, inner.command_timeout
+                shard.url(),
+                inner.command_timeout
             ))
         })?
         .map_err(|err| Failed::Unanswered(err.to_string()))?;
@@ -254,7 +255,7 @@ fn note_full_channels(inner: &Inner, plan: &Plan<'_>, refused: &[usize]) {
 
 async fn deliver_locally(inner: &Inner, shard: &Shard, plan: &Plan<'_>, err: &str) {
     let items: usize = plan.publishes.iter().map(|m| m.items.len()).sum();
-    tracing::warn!(url = %shard.url, error = %err, messages = items, "Redis unavailable: group messages delivered to this process' members only");
+    tracing::warn!(url = %shard.url(), error = %err, messages = items, "Redis unavailable: group messages delivered to this process' members only");
     for merged in &plan.publishes {
         for envelope in &merged.items {
             let _ = inner
