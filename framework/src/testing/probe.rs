@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::consumer::{CloseCode, ConsumerApp, Message, Websocket, WebsocketConsumer};
+use crate::error::{Error, Result};
 use crate::layer::{Event, InMemoryChannelLayer};
-use crate::{Error, Result};
 
 /// The group every probe is in.
 pub(crate) const GROUP: &str = "probes";

@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 
 use super::probe::probe;
 use super::{ApplicationCommunicator, Error, Handshake, HttpCommunicator, WebsocketCommunicator};
-use crate::Result;
 use crate::consumer::{
     CloseCode, HttpRequest, Message, NoEvent, Websocket, WebsocketConsumer, handler, response,
 };
+use crate::error::Result;
 use crate::layer::{Event, InMemoryChannelLayer, SharedLayer};
 use crate::routing::{ProtocolTypeRouter, URLRouter};
 use crate::scope::{Protocol, Scope, User};
