@@ -43,15 +43,6 @@ async fn post_form(
     (status, head, String::from_utf8_lossy(&body).into_owned())
 }
 
-/// Every value of a response header (case-insensitive name).
-fn header_values(head: &str, name: &str) -> Vec<String> {
-    head.lines()
-        .filter_map(|line| line.split_once(':'))
-        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim().to_owned())
-        .collect()
-}
-
 /// The `name=value` of the session cookie a response sets.
 fn session_cookie(head: &str) -> String {
     let set = header_values(head, "set-cookie");

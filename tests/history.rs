@@ -9,26 +9,18 @@ use std::sync::Arc;
 use chat_app::rooms::HISTORY_LIMIT;
 use chat_app::state::AppState;
 use serde_json::{Value, json};
-use support::chat::{ChatNode, chat_layer_config, redis_layer};
+use support::chat::{ChatNode, chat_layer_config, redis_layer, room, say};
 use support::redis::{RedisProcess, redis_url, unique_prefix};
 use support::*;
 use switchboard::layer::{InMemoryChannelLayer, LogConfig, SharedLayer};
 use switchboard::redis::RedisConnector;
 use switchboard::redis::fred::prelude::KeysInterface;
 
-fn room(name: &str) -> String {
-    format!("/ws/chat/{name}/")
-}
-
 fn since(name: &str, position: &str) -> String {
     format!("/ws/chat/{name}/?since={position}")
 }
 
-async fn say(client: &mut Client, message: &str) {
-    send_json(client, &json!({ "message": message })).await;
-}
-
-/// The next `chat.message`, skipping informational events.
+/// The next `chat.message` whole (with its position), skipping informational events.
 async fn heard(client: &mut Client) -> Value {
     loop {
         let event = recv_json(client).await;

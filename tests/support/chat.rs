@@ -1,15 +1,63 @@
-//! A chat-app process for the tests: its server on its channel layer, as `chat-app` runs it.
+//! The chat-app for the tests: a chat-app process (its server on its channel layer, as
+//! `chat-app` runs it), and its protocol as a client speaks it.
 
 use std::sync::Arc;
 
 use chat_app::rooms;
 use chat_app::state::AppState;
+use serde_json::{Value, json};
 use switchboard::layer::{
     InMemoryChannelLayer, LayerConfig, RedisChannelLayer, RedisConfig, SharedLayer,
 };
 use switchboard::server::ServerConfig;
 
-use super::TestServer;
+use super::{Client, TestServer, recv_json, send_json};
+
+/// The WebSocket path of a room.
+pub fn room(name: &str) -> String {
+    format!("/ws/chat/{name}/")
+}
+
+/// Sends a chat message.
+pub async fn say(client: &mut Client, message: &str) {
+    send_json(client, &json!({ "message": message })).await;
+}
+
+/// A `chat.message` as a member hears it.
+#[derive(Debug, PartialEq)]
+pub struct Heard {
+    pub message: String,
+    pub user: String,
+}
+
+/// The next chat message, skipping informational events (history, presence, layer notices);
+/// an error event fails the test.
+pub async fn heard(client: &mut Client) -> Heard {
+    loop {
+        let event = recv_json(client).await;
+        if event["type"] == "chat.message" {
+            let text = |field: &str| match &event[field] {
+                Value::String(text) => text.clone(),
+                other => panic!("a chat.message whose {field} is {other}: {event}"),
+            };
+            return Heard {
+                message: text("message"),
+                user: text("user"),
+            };
+        }
+        assert_ne!(event["type"], "error", "unexpected error event: {event}");
+    }
+}
+
+/// The next event of type `kind`, skipping others.
+pub async fn next_of(client: &mut Client, kind: &str) -> Value {
+    loop {
+        let event = recv_json(client).await;
+        if event["type"] == kind {
+            return event;
+        }
+    }
+}
 
 /// One chat-app "process", in-process.
 pub struct ChatNode {
