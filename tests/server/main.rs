@@ -12,10 +12,17 @@ mod support;
 
 mod probe;
 mod raw;
+mod room;
+mod whoami;
 
+mod connections;
 mod handshake;
+mod heads;
 mod http;
 mod lifecycle;
 mod limits;
 mod malformed;
+mod proxies;
+mod rates;
 mod routing;
+mod slow_clients;

@@ -107,3 +107,24 @@ pub async fn read_raw_close_code(stream: &mut TcpStream, what: &str) -> u16 {
         }
     }
 }
+
+/// Sends `request` on a fresh connection and reads until the server closes; returns the
+/// response's status line ("" if the server closed without answering).
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = within("TCP connect", TcpStream::connect(addr))
+        .await
+        .expect("connect");
+    // The server may answer and close before all of it is written: that is the point.
+    let _ = within("writing", stream.write_all(request)).await;
+    let mut answer = Vec::new();
+    let _ = within("the answer", stream.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer);
+    text.lines().next().unwrap_or("").to_owned()
+}
+
+pub fn handshake_with(target: &str, extra: &str) -> String {
+    format!(
+        "GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
