@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use switchboard::middleware::AllowedOrigins;
 
+use crate::limits::LimitFlags;
 use crate::views::clean_username;
 
 /// Run the switchboard group chat.
@@ -81,6 +82,10 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub api_tokens: Vec<String>,
+
+    /// Request, connection and rate limits, and trusted proxies.
+    #[command(flatten)]
+    pub limits: LimitFlags,
 }
 
 /// Shortest API token accepted, in characters.

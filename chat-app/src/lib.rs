@@ -3,11 +3,12 @@
 //! Built only on switchboard's public API, laid out as a Django Channels project would be:
 //! [`routing`] is the routing module (Channels' `asgi.py` + `routing.py`), [`consumers`] holds
 //! the `ChatConsumer`, [`views`] the HTTP pages, [`rooms`] the rules for room names and
-//! messages that all three follow. The wire contract is `chat-protocol.md`.
+//! messages that all three follow, [`limits`] what one client may cost. The wire contract is `chat-protocol.md`.
 
 pub mod cli;
 pub mod consumers;
 mod decode;
+pub mod limits;
 pub mod rooms;
 pub mod routing;
 pub mod state;

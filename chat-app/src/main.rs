@@ -38,6 +38,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
+    // Before anything connects, so a typo is reported at once.
+    let config = cli.limits.server_config()?;
     let layer_config = if cli.no_history {
         LayerConfig::default()
     } else {
@@ -72,7 +74,8 @@ async fn run(cli: Cli) -> Result<(), String> {
     let server = Server::bind(&address)
         .await
         .map_err(|err| format!("cannot listen on {address}: {err}"))?
-        .channel_layer(layer);
+        .channel_layer(layer)
+        .config(config);
     let addr = server.local_addr().map_err(|err| err.to_string())?;
     println!("switchboard chat: open http://{addr}/ (Ctrl-C to stop)");
     server

@@ -1,52 +1,68 @@
 //! Telling that a member does not keep up with what it is sent, for the slow-client policy.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::layer::ChannelReceiver;
 use crate::limits::SlowClientPolicy;
 
 /// The close reason a member closed for not keeping up gets (with 1013, Try Again Later).
 pub(crate) const TOO_SLOW: &str = "too slow: messages for this client were dropped";
 
-/// A member's overflow so far: the drop count of its channel when last looked at, and since when
-/// every look found new drops.
-#[derive(Debug, Default)]
+/// One member under [`SlowClientPolicy::Disconnect`]: its channel's drop count (a number the
+/// layer adds to, read without a lock), the count when last looked at, and since when every
+/// look found new drops.
+#[derive(Debug)]
 pub(crate) struct Backlog {
+    after: Duration,
+    max_dropped: Option<u64>,
+    dropped: Arc<AtomicU64>,
     seen: u64,
     since: Option<Instant>,
 }
 
 impl Backlog {
-    /// Looks at the channel's drop count (a number the layer adds to, read without a lock) and
-    /// says whether the policy wants the member closed. Drops since the last look continue the
-    /// overflow (or start one); none end it. The clock is read only when there were drops.
-    pub(crate) fn overflowing_too_long(&mut self, dropped: u64, policy: &SlowClientPolicy) -> bool {
+    /// The watch over a member's channel; `None` when the policy is to drop and keep it, or
+    /// its layer does not count what it drops.
+    pub(crate) fn new(policy: &SlowClientPolicy, channel: &ChannelReceiver) -> Option<Backlog> {
         let SlowClientPolicy::Disconnect { after, max_dropped } = *policy else {
-            return false;
+            return None;
         };
+        Some(Backlog {
+            after,
+            max_dropped,
+            dropped: channel.drop_counter()?,
+            seen: 0,
+            since: None,
+        })
+    }
+
+    /// Whether the member has overflowed too long or too much. Drops since the last look
+    /// continue the overflow (or start one); none end it. The clock is read only when there
+    /// were drops.
+    pub(crate) fn too_slow(&mut self) -> bool {
+        let dropped = self.dropped.load(Ordering::Relaxed);
         if dropped == self.seen {
             self.since = None;
             return false;
         }
         self.seen = dropped;
-        if max_dropped.is_some_and(|max| dropped > max) {
+        if self.max_dropped.is_some_and(|max| dropped > max) {
             return true;
         }
         let now = Instant::now();
         let since = *self.since.get_or_insert(now);
-        now.saturating_duration_since(since) >= after
+        now.saturating_duration_since(since) >= self.after
     }
 
-    /// How long the consumer's loop waits on a socket that takes nothing before looking again:
-    /// a tenth of the policy's time, between 10 ms and 1 s.
-    pub(crate) fn look_every(policy: &SlowClientPolicy) -> Option<Duration> {
-        match *policy {
-            SlowClientPolicy::Disconnect { after, .. } => {
-                Some((after / 10).clamp(Duration::from_millis(10), Duration::from_secs(1)))
-            }
-            SlowClientPolicy::DropNewest => None,
-        }
+    /// How long the consumer's loop waits on something that does not finish (a socket that
+    /// takes nothing, a handler stuck behind it) before looking again: a tenth of the policy's
+    /// time, between 10 ms and 1 s.
+    pub(crate) fn look_every(&self) -> Duration {
+        (self.after / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
     }
 }
 
@@ -63,43 +79,64 @@ pub(crate) fn closed_as_slow(path: &str, channel: &str, dropped: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layer::{ChannelLayer, Envelope, InMemoryChannelLayer, LayerConfig};
+
+    /// A member whose queue holds one message, and a way to overflow it.
+    async fn member() -> (InMemoryChannelLayer, ChannelReceiver) {
+        let layer = InMemoryChannelLayer::with_config(LayerConfig::default().capacity(1));
+        let channel = layer.new_channel().await.unwrap();
+        layer.group_add("g", channel.name()).await.unwrap();
+        (layer, channel)
+    }
+
+    async fn overflow(layer: &InMemoryChannelLayer) {
+        let message = Envelope::from_json(r#"{"type":"x"}"#);
+        layer.group_send("g", message).await.unwrap();
+    }
 
     #[tokio::test(start_paused = true)]
-    async fn closes_after_overflowing_for_the_policy_time() {
+    async fn too_slow_after_overflowing_for_the_policy_time() {
         let policy = SlowClientPolicy::Disconnect {
             after: Duration::from_secs(10),
             max_dropped: None,
         };
-        let mut backlog = Backlog::default();
-        assert!(!backlog.overflowing_too_long(0, &policy));
-        assert!(!backlog.overflowing_too_long(5, &policy));
+        let (layer, channel) = member().await;
+        let mut backlog = Backlog::new(&policy, &channel).unwrap();
+        assert_eq!(backlog.look_every(), Duration::from_secs(1));
+        overflow(&layer).await; // fills the queue
+        assert!(!backlog.too_slow());
+        overflow(&layer).await;
+        assert!(!backlog.too_slow(), "the overflow starts");
         tokio::time::advance(Duration::from_secs(6)).await;
-        assert!(!backlog.overflowing_too_long(9, &policy));
+        overflow(&layer).await;
+        assert!(!backlog.too_slow());
         // A look without new drops: it caught up, the overflow is over.
-        assert!(!backlog.overflowing_too_long(9, &policy));
-        tokio::time::advance(Duration::from_secs(6)).await;
-        assert!(!backlog.overflowing_too_long(12, &policy));
+        assert!(!backlog.too_slow());
+        overflow(&layer).await;
+        assert!(!backlog.too_slow(), "a new overflow starts");
         tokio::time::advance(Duration::from_secs(9)).await;
-        assert!(!backlog.overflowing_too_long(20, &policy));
+        overflow(&layer).await;
+        assert!(!backlog.too_slow());
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(backlog.overflowing_too_long(21, &policy));
+        overflow(&layer).await;
+        assert!(backlog.too_slow());
+        assert_eq!(channel.dropped(), 5);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn or_after_too_many_drops_and_never_when_dropping_is_the_policy() {
         let counted = SlowClientPolicy::Disconnect {
             after: Duration::from_secs(10),
-            max_dropped: Some(100),
+            max_dropped: Some(2),
         };
-        let mut backlog = Backlog::default();
-        assert!(!backlog.overflowing_too_long(100, &counted));
-        assert!(backlog.overflowing_too_long(101, &counted));
-        let mut backlog = Backlog::default();
-        for dropped in 1..100 {
-            tokio::time::advance(Duration::from_secs(1)).await;
-            assert!(!backlog.overflowing_too_long(dropped, &SlowClientPolicy::DropNewest));
+        let (layer, channel) = member().await;
+        let mut backlog = Backlog::new(&counted, &channel).unwrap();
+        for _ in 0..3 {
+            overflow(&layer).await;
         }
-        assert_eq!(Backlog::look_every(&SlowClientPolicy::DropNewest), None);
-        assert_eq!(Backlog::look_every(&counted), Some(Duration::from_secs(1)));
+        assert!(!backlog.too_slow(), "two dropped");
+        overflow(&layer).await;
+        assert!(backlog.too_slow(), "three dropped");
+        assert!(Backlog::new(&SlowClientPolicy::DropNewest, &channel).is_none());
     }
 }

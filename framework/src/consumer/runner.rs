@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::{FutureExt, SinkExt, StreamExt};
@@ -20,7 +21,7 @@ use super::{CloseCode, Message, Websocket, WebsocketConsumer};
 use crate::application::{HandshakeAnswer, Keepalive, WebsocketConnection};
 use crate::error::{Error, Result};
 use crate::layer::{ChannelReceiver, Envelope, Event, LayerStatus};
-use crate::limits::{RateLimit, SlowClientPolicy};
+use crate::limits::RateLimit;
 use crate::scope::Scope;
 
 /// How long a server-initiated close waits for the client's close frame.
@@ -172,17 +173,19 @@ async fn serve<C: WebsocketConsumer>(
     let shutdown = ws.conn().shutdown.clone();
     let keepalive = ws.conn().keepalive;
     let rate_limit = ws.conn().rate_limit.clone();
-    let slow_client = ws.conn().slow_client.clone();
+    let mut backlog = ws
+        .conn()
+        .slow_client
+        .as_deref()
+        .and_then(|policy| Backlog::new(policy, channel));
     let mut pings = keepalive.map(|k| PingTimer::new(k.interval));
     let mut last_heard = Instant::now();
     let mut throttle = rate_limit
         .as_deref()
         .map(|limit| Throttle::new(limit, last_heard));
-    let mut backlog = Backlog::default();
     let mut layer_status = ws.channel_layer().status();
     // What connect() sent after accept() is still buffered.
-    let watch = slow_client.as_deref();
-    match flush(ws, keepalive, watch, &mut backlog, channel).await {
+    match flush(ws, keepalive, backlog.as_mut()).await {
         Flushed::Done => {}
         Flushed::Failed => return Ended::Code(CloseCode::Abnormal),
         Flushed::TooSlow => return Ended::TooSlow,
@@ -194,10 +197,14 @@ async fn serve<C: WebsocketConsumer>(
     tokio::pin!(shutting_down);
 
     loop {
+        // Every handler is watched: one that waits (on a client that does not read, most
+        // likely) while the member's queue overflows is given up under the slow-client policy.
         let step = if ws.replaying() {
             // Boxed, as frames are: rare, and inline its state would be in every connection's
             // task.
-            Step::Handled(Box::pin(replay(consumer, ws)).await)
+            guarded(Box::pin(replay(consumer, ws)), backlog.as_mut())
+                .await
+                .map_or(Step::TooSlow, Step::Handled)
         } else {
             let Some(transport) = ws.transport.as_mut() else {
                 return Ended::Code(CloseCode::Abnormal);
@@ -217,41 +224,45 @@ async fn serve<C: WebsocketConsumer>(
                     };
                     // Boxed: a client frame is rarer than a delivery, and inline its handler's
                     // state would be part of every idle connection's memory.
-                    Box::pin(on_frame(consumer, ws, frame, verdict, rate_limit.as_deref())).await
+                    let handling = Box::pin(on_frame(consumer, ws, frame, verdict, rate_limit.as_deref()));
+                    guarded(handling, backlog.as_mut()).await.unwrap_or(Step::TooSlow)
                 }
                 envelope = channel.recv() => match envelope {
                     // One atomic read per wake-up: has the layer dropped anything for it lately?
-                    Some(_) if watch.is_some_and(|policy| {
-                        backlog.overflowing_too_long(channel.dropped(), policy)
-                    }) => return Ended::TooSlow,
+                    Some(_) if backlog.as_mut().is_some_and(Backlog::too_slow) => Step::TooSlow,
                     Some(envelope) => {
-                        let mut result = on_live_event(consumer, ws, envelope).await;
-                        for _ in 1..EVENT_BATCH {
-                            if result.is_err() || ws.state != State::Open {
-                                break;
+                        let batch = async {
+                            let mut result = on_live_event(consumer, ws, envelope).await;
+                            for _ in 1..EVENT_BATCH {
+                                if result.is_err() || ws.state != State::Open {
+                                    break;
+                                }
+                                let Some(envelope) = channel.try_recv() else { break };
+                                result = on_live_event(consumer, ws, envelope).await;
                             }
-                            let Some(envelope) = channel.try_recv() else { break };
-                            result = on_live_event(consumer, ws, envelope).await;
-                        }
-                        Step::Handled(result)
+                            result
+                        };
+                        guarded(batch, backlog.as_mut()).await.map_or(Step::TooSlow, Step::Handled)
                     }
                     None => Step::Handled(Err(Error::Layer("the channel layer closed this consumer's channel".into()))),
                 },
                 status = next_status(&mut layer_status) => {
-                    Step::Handled(Box::pin(consumer.layer_status(ws, status)).await)
+                    let handling = Box::pin(consumer.layer_status(ws, status));
+                    guarded(handling, backlog.as_mut()).await.map_or(Step::TooSlow, Step::Handled)
                 }
                 _ = PingTimer::tick(&mut pings) => match keepalive {
                     Some(k) if last_heard.elapsed() > k.timeout => {
                         tracing::info!(path = %ws.scope().path, "no frame or pong within the ping timeout: dropping the client");
                         return Ended::Code(CloseCode::Abnormal);
                     }
-                    _ => Step::Handled(ping(ws).await),
+                    _ => guarded(ping(ws), backlog.as_mut()).await.map_or(Step::TooSlow, Step::Handled),
                 },
             }
         };
 
         match step {
             Step::Ended(code) => return Ended::Code(code),
+            Step::TooSlow => return Ended::TooSlow,
             Step::Closed => {}
             Step::Handled(Ok(())) => {}
             Step::Handled(Err(err)) => {
@@ -263,7 +274,7 @@ async fn serve<C: WebsocketConsumer>(
             finish_close(ws).await;
             return Ended::Code(code);
         }
-        match flush(ws, keepalive, watch, &mut backlog, channel).await {
+        match flush(ws, keepalive, backlog.as_mut()).await {
             Flushed::Done => {}
             Flushed::Failed => return Ended::Code(CloseCode::Abnormal),
             Flushed::TooSlow => return Ended::TooSlow,
@@ -271,9 +282,33 @@ async fn serve<C: WebsocketConsumer>(
     }
 }
 
+/// Runs a handler to its end, unless it waits (on a client that does not read, most likely)
+/// while the member's queue keeps overflowing as long as the slow-client policy allows: then
+/// `None`, the member is too slow, and the handler is dropped where it waits. A handler that
+/// finishes at once, as nearly all do, costs nothing more: the timer is armed only for one
+/// that waits.
+async fn guarded<T>(handler: impl Future<Output = T>, backlog: Option<&mut Backlog>) -> Option<T> {
+    let mut handler = std::pin::pin!(handler);
+    if let Poll::Ready(done) = futures::poll!(handler.as_mut()) {
+        return Some(done);
+    }
+    let Some(backlog) = backlog else {
+        return Some(handler.await);
+    };
+    loop {
+        match timeout(backlog.look_every(), handler.as_mut()).await {
+            Ok(done) => return Some(done),
+            Err(_) if backlog.too_slow() => return None,
+            Err(_) => {}
+        }
+    }
+}
+
 enum Step {
     /// The connection is over, with this code.
     Ended(CloseCode),
+    /// The member does not keep up: the slow-client policy closes it.
+    TooSlow,
     /// The server closed it; the state holds the code.
     Closed,
     /// A handler ran.
@@ -433,15 +468,13 @@ enum Flushed {
 }
 
 /// Flushes buffered sends; a client that does not read within the keepalive timeout is dropped,
-/// so one slow reader cannot hold its task (and its queue) forever. Under
-/// [`SlowClientPolicy::Disconnect`] the wait looks at the channel's overflow now and then, and
-/// ends as soon as the policy says the client is too slow.
+/// so one slow reader cannot hold its task (and its queue) forever. Watched by the slow-client
+/// policy (`backlog`), the wait looks at the channel's overflow now and then, and ends as soon
+/// as the policy says the client is too slow.
 async fn flush(
     ws: &mut Websocket,
     keepalive: Option<Keepalive>,
-    slow_client: Option<&SlowClientPolicy>,
-    backlog: &mut Backlog,
-    channel: &ChannelReceiver,
+    mut backlog: Option<&mut Backlog>,
 ) -> Flushed {
     let done = |flushed: Result<()>| match flushed {
         Ok(()) => Flushed::Done,
@@ -455,7 +488,7 @@ async fn flush(
     }
     let started = Instant::now();
     let limit = keepalive.map(|k| k.timeout);
-    let look_every = slow_client.and_then(Backlog::look_every);
+    let look_every = backlog.as_ref().map(|backlog| backlog.look_every());
     let Some(slice) = look_every.or(limit) else {
         return done(ws.flush().await);
     };
@@ -463,8 +496,7 @@ async fn flush(
         if let Ok(flushed) = timeout(slice, ws.flush()).await {
             return done(flushed);
         }
-        if slow_client.is_some_and(|policy| backlog.overflowing_too_long(channel.dropped(), policy))
-        {
+        if backlog.as_mut().is_some_and(|backlog| backlog.too_slow()) {
             return Flushed::TooSlow;
         }
         if limit.is_some_and(|limit| started.elapsed() >= limit) {

@@ -59,6 +59,12 @@ impl ChannelReceiver {
         self
     }
 
+    /// The drop count itself, for a consumer's loop to watch without going through the
+    /// receiver.
+    pub(crate) fn drop_counter(&self) -> Option<Arc<AtomicU64>> {
+        self.dropped.clone()
+    }
+
     /// How many messages the layer has dropped for this channel so far because its queue was
     /// full: the consumer is not keeping up. Always 0 for a layer that does not count them.
     pub fn dropped(&self) -> u64 {
