@@ -109,6 +109,28 @@ impl ChatNode {
         .await
     }
 
+    /// A chat-app on its own in-memory layer (returned too, to look into) with the server
+    /// limits and history flags `chat-app` takes from `flags` (`--max-connections 3`,
+    /// `--forwarded-allow-ips 127.0.0.1`, ...).
+    pub async fn with_flags(flags: &[&str]) -> (ChatNode, InMemoryChannelLayer) {
+        use clap::Parser;
+        let args = std::iter::once("chat-app").chain(flags.iter().copied());
+        let cli = chat_app::cli::Cli::parse_from(args);
+        let config = cli.limits.server_config().expect("valid limit flags");
+        let memory = InMemoryChannelLayer::with_config(rooms::layer_config(
+            cli.history_ttl(),
+            cli.history_budget(),
+        ));
+        let layer: SharedLayer = Arc::new(memory.clone());
+        let server = TestServer::start_with_layer(
+            chat_app::routing::application(AppState::default()),
+            config,
+            Arc::clone(&layer),
+        )
+        .await;
+        (ChatNode { server, layer }, memory)
+    }
+
     /// A chat-app on Redis at `urls` under `prefix`, as `chat-app --layer` runs it.
     pub async fn redis(urls: &[String], prefix: &str) -> ChatNode {
         ChatNode::start(redis_layer(urls, prefix).await).await

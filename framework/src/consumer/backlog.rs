@@ -40,22 +40,26 @@ impl Backlog {
         })
     }
 
-    /// Whether the member has overflowed too long or too much. Drops since the last look
-    /// continue the overflow (or start one); none end it. The clock is read only when there
+    /// Whether the member has overflowed too long or too much. `waiting`: the consumer is
+    /// stuck in a handler or a flush, so nothing reads its queue and a queue that overflowed
+    /// stays full; otherwise it is reading its queue, and a look without new drops since the
+    /// last one means it keeps up: the overflow is over. The clock is read only when there
     /// were drops.
-    pub(crate) fn too_slow(&mut self) -> bool {
+    pub(crate) fn too_slow(&mut self, waiting: bool) -> bool {
         let dropped = self.dropped.load(Ordering::Relaxed);
         if dropped == self.seen {
-            self.since = None;
-            return false;
+            if !waiting {
+                self.since = None;
+            }
+        } else {
+            self.seen = dropped;
+            if self.max_dropped.is_some_and(|max| dropped > max) {
+                return true;
+            }
+            self.since.get_or_insert_with(Instant::now);
         }
-        self.seen = dropped;
-        if self.max_dropped.is_some_and(|max| dropped > max) {
-            return true;
-        }
-        let now = Instant::now();
-        let since = *self.since.get_or_insert(now);
-        now.saturating_duration_since(since) >= self.after
+        self.since
+            .is_some_and(|since| since.elapsed() >= self.after)
     }
 
     /// How long the consumer's loop waits on something that does not finish (a socket that
@@ -104,23 +108,22 @@ mod tests {
         let mut backlog = Backlog::new(&policy, &channel).unwrap();
         assert_eq!(backlog.look_every(), Duration::from_secs(1));
         overflow(&layer).await; // fills the queue
-        assert!(!backlog.too_slow());
+        assert!(!backlog.too_slow(false));
         overflow(&layer).await;
-        assert!(!backlog.too_slow(), "the overflow starts");
+        assert!(!backlog.too_slow(false), "the overflow starts");
         tokio::time::advance(Duration::from_secs(6)).await;
         overflow(&layer).await;
-        assert!(!backlog.too_slow());
-        // A look without new drops: it caught up, the overflow is over.
-        assert!(!backlog.too_slow());
+        assert!(!backlog.too_slow(false));
+        // Read at a wake-up, without new drops: it keeps up, the overflow is over.
+        assert!(!backlog.too_slow(false));
         overflow(&layer).await;
-        assert!(!backlog.too_slow(), "a new overflow starts");
+        assert!(!backlog.too_slow(true), "a new overflow starts");
+        // Stuck, nothing reads its queue: the overflow goes on without new drops.
         tokio::time::advance(Duration::from_secs(9)).await;
-        overflow(&layer).await;
-        assert!(!backlog.too_slow());
+        assert!(!backlog.too_slow(true));
         tokio::time::advance(Duration::from_secs(1)).await;
-        overflow(&layer).await;
-        assert!(backlog.too_slow());
-        assert_eq!(channel.dropped(), 5);
+        assert!(backlog.too_slow(true));
+        assert_eq!(channel.dropped(), 3);
     }
 
     #[tokio::test]
@@ -134,9 +137,9 @@ mod tests {
         for _ in 0..3 {
             overflow(&layer).await;
         }
-        assert!(!backlog.too_slow(), "two dropped");
+        assert!(!backlog.too_slow(false), "two dropped");
         overflow(&layer).await;
-        assert!(backlog.too_slow(), "three dropped");
+        assert!(backlog.too_slow(false), "three dropped");
         assert!(Backlog::new(&SlowClientPolicy::DropNewest, &channel).is_none());
     }
 }

@@ -229,7 +229,7 @@ async fn serve<C: WebsocketConsumer>(
                 }
                 envelope = channel.recv() => match envelope {
                     // One atomic read per wake-up: has the layer dropped anything for it lately?
-                    Some(_) if backlog.as_mut().is_some_and(Backlog::too_slow) => Step::TooSlow,
+                    Some(_) if backlog.as_mut().is_some_and(|b| b.too_slow(false)) => Step::TooSlow,
                     Some(envelope) => {
                         let batch = async {
                             let mut result = on_live_event(consumer, ws, envelope).await;
@@ -298,7 +298,7 @@ async fn guarded<T>(handler: impl Future<Output = T>, backlog: Option<&mut Backl
     loop {
         match timeout(backlog.look_every(), handler.as_mut()).await {
             Ok(done) => return Some(done),
-            Err(_) if backlog.too_slow() => return None,
+            Err(_) if backlog.too_slow(true) => return None,
             Err(_) => {}
         }
     }
@@ -496,7 +496,10 @@ async fn flush(
         if let Ok(flushed) = timeout(slice, ws.flush()).await {
             return done(flushed);
         }
-        if backlog.as_mut().is_some_and(|backlog| backlog.too_slow()) {
+        if backlog
+            .as_mut()
+            .is_some_and(|backlog| backlog.too_slow(true))
+        {
             return Flushed::TooSlow;
         }
         if limit.is_some_and(|limit| started.elapsed() >= limit) {
