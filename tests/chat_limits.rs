@@ -288,3 +288,38 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
         .await;
     assert_eq!(status(again), 429);
 }
+
+/// Behind a trusted proxy that terminates TLS (`X-Forwarded-Proto: https`), the login's session
+/// cookie is `Secure` without `--secure-cookies`; from an untrusted peer the header is ignored.
+#[tokio::test]
+async fn a_login_through_a_trusted_tls_proxy_gets_a_secure_cookie() {
+    let login = |node: &ChatNode| {
+        let addr = node.addr;
+        async move {
+            let (status, head, _) = http_request(
+                addr,
+                "POST",
+                "/login",
+                &[
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                    ("X-Forwarded-Proto", "https"),
+                ],
+                b"username=ann",
+            )
+            .await;
+            assert!((300..400).contains(&status), "{status}: {head}");
+            let cookie = head
+                .lines()
+                .find(|line| line.to_ascii_lowercase().starts_with("set-cookie:"))
+                .expect("a session cookie")
+                .to_owned();
+            cookie
+        }
+    };
+    let (trusting, _) = ChatNode::with_flags(&["--forwarded-allow-ips", "127.0.0.1"]).await;
+    let cookie = login(&trusting).await;
+    assert!(cookie.contains("Secure"), "{cookie}");
+    let (untrusting, _) = ChatNode::with_flags(&[]).await;
+    let cookie = login(&untrusting).await;
+    assert!(!cookie.contains("Secure"), "{cookie}");
+}

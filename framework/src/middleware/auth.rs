@@ -241,6 +241,7 @@ pub async fn login(scope: &mut Scope, response: &mut HttpResponse, user: User) -
         ));
     };
     let config = session::context(scope)?;
+    let over_tls = scope.secure;
     let session = scope.session.get_or_insert_default();
     if session
         .get::<String>(SESSION_USER_KEY)
@@ -249,7 +250,7 @@ pub async fn login(scope: &mut Scope, response: &mut HttpResponse, user: User) -
         session.clear();
     }
     session.insert(SESSION_USER_KEY, id)?;
-    config.save(session, response, true).await?;
+    config.save(session, response, true, over_tls).await?;
     scope.user = user;
     Ok(())
 }

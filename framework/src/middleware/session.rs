@@ -176,13 +176,14 @@ impl SessionConfig {
         }
     }
 
-    /// The `Set-Cookie` for a session id: signed, HttpOnly, SameSite=Lax, Path=/.
-    fn cookie_for(&self, id: &str) -> Result<Cookie<'static>> {
+    /// The `Set-Cookie` for a session id: signed, HttpOnly, SameSite=Lax, Path=/; Secure when
+    /// configured, or when the request came over TLS (as a trusted proxy says).
+    fn cookie_for(&self, id: &str, over_tls: bool) -> Result<Cookie<'static>> {
         let mut cookie = Cookie::build((self.cookie_name.clone(), id.to_owned()))
             .path("/")
             .http_only(true)
             .same_site(SameSite::Lax)
-            .secure(self.secure)
+            .secure(self.secure || over_tls)
             .max_age(
                 cookie::time::Duration::try_from(self.max_age)
                     .unwrap_or(cookie::time::Duration::MAX),
@@ -198,12 +199,13 @@ impl SessionConfig {
     }
 
     /// Stores `session` (under a fresh id when it has none, or when `rotate`), and puts its
-    /// cookie on `response`.
+    /// cookie on `response` (`Secure` if the request came `over_tls`).
     pub(crate) async fn save(
         &self,
         session: &mut Session,
         response: &mut HttpResponse,
         rotate: bool,
+        over_tls: bool,
     ) -> Result<()> {
         if rotate && let Some(old) = session.id().map(str::to_owned) {
             self.store.delete_boxed(&old).await?;
@@ -217,7 +219,7 @@ impl SessionConfig {
             .save_boxed(&id, session.data(), self.max_age)
             .await?;
         session.set_id(Some(id.clone()));
-        set_cookie(response, self.cookie_for(&id)?)
+        set_cookie(response, self.cookie_for(&id, over_tls)?)
     }
 
     /// Empties `session`, tells the browser to drop the cookie, and deletes the session from
@@ -339,8 +341,9 @@ impl<A: Application> Application for SessionMiddleware<A> {
 /// [`SessionMiddleware`] or the store cannot save.
 pub async fn save_session(scope: &mut Scope, response: &mut HttpResponse) -> Result<()> {
     let config = context(scope)?;
+    let over_tls = scope.secure;
     let session = scope.session.get_or_insert_default();
-    config.save(session, response, false).await
+    config.save(session, response, false, over_tls).await
 }
 
 #[cfg(test)]
@@ -395,7 +398,7 @@ mod tests {
         session.insert("user", "ann").unwrap();
         let mut response = plain_response(StatusCode::OK);
         config
-            .save(&mut session, &mut response, false)
+            .save(&mut session, &mut response, false, false)
             .await
             .unwrap();
         let header = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
@@ -433,6 +436,20 @@ mod tests {
         let (header, _) = saved(&config).await;
         assert!(header.contains("Secure"), "{header}");
         assert!(header.contains("Domain=example.com"), "{header}");
+    }
+
+    #[tokio::test]
+    async fn a_request_over_tls_gets_a_secure_cookie_without_the_setting() {
+        let config = config();
+        let (plain, _) = saved(&config).await;
+        assert!(!plain.contains("Secure"), "{plain}");
+        let mut response = plain_response(StatusCode::OK);
+        config
+            .save(&mut Session::new(), &mut response, false, true)
+            .await
+            .unwrap();
+        let header = response.headers()[SET_COOKIE].to_str().unwrap();
+        assert!(header.contains("Secure"), "{header}");
     }
 
     #[tokio::test]
@@ -497,7 +514,7 @@ mod tests {
         assert_eq!(seen_with(&down, Some(&pair)).await, Session::new());
         let mut response = plain_response(StatusCode::OK);
         assert!(
-            down.save(&mut Session::new(), &mut response, false)
+            down.save(&mut Session::new(), &mut response, false, false)
                 .await
                 .is_err()
         );
@@ -512,12 +529,12 @@ mod tests {
         session.insert("k", 1).unwrap();
         let mut response = plain_response(StatusCode::OK);
         config
-            .save(&mut session, &mut response, false)
+            .save(&mut session, &mut response, false, false)
             .await
             .unwrap();
         let first = session.id().unwrap().to_owned();
         config
-            .save(&mut session, &mut response, true)
+            .save(&mut session, &mut response, true, false)
             .await
             .unwrap();
         let second = session.id().unwrap().to_owned();
@@ -536,7 +553,7 @@ mod tests {
         let mut session = Session::new();
         let mut response = plain_response(StatusCode::OK);
         config
-            .save(&mut session, &mut response, false)
+            .save(&mut session, &mut response, false, false)
             .await
             .unwrap();
         assert_eq!(store.len(), 1);
