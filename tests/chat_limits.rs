@@ -308,12 +308,10 @@ async fn a_login_through_a_trusted_tls_proxy_gets_a_secure_cookie() {
             )
             .await;
             assert!((300..400).contains(&status), "{status}: {head}");
-            let cookie = head
-                .lines()
+            head.lines()
                 .find(|line| line.to_ascii_lowercase().starts_with("set-cookie:"))
                 .expect("a session cookie")
-                .to_owned();
-            cookie
+                .to_owned()
         }
     };
     let (trusting, _) = ChatNode::with_flags(&["--forwarded-allow-ips", "127.0.0.1"]).await;
