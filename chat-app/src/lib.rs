@@ -8,6 +8,9 @@
 pub mod cli;
 pub mod consumers;
 mod decode;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod limits;
 pub mod rooms;
 pub mod routing;

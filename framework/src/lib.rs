@@ -66,6 +66,9 @@
 pub mod application;
 pub mod consumer;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod guide;
 pub mod layer;
 pub mod limits;

@@ -22,6 +22,7 @@ mod http;
 mod lifecycle;
 mod limits;
 mod malformed;
+mod network_fuzz;
 mod proxies;
 mod rates;
 mod routing;

@@ -47,12 +47,18 @@ impl JsonWebsocketConsumer for Member {
     }
 }
 
-/// The member route, and the codes its consumers' `disconnect()` got.
-pub fn room() -> (ProtocolTypeRouter, watch::Receiver<Vec<u16>>) {
+/// A member application, and the codes its consumers' `disconnect()` got.
+pub fn member() -> (ConsumerApp<Member>, watch::Receiver<Vec<u16>>) {
     let (codes, seen) = watch::channel(Vec::new());
     let member = ConsumerApp::new(move || Member {
         codes: codes.clone(),
     });
+    (member, seen)
+}
+
+/// The member route, and the codes its consumers' `disconnect()` got.
+pub fn room() -> (ProtocolTypeRouter, watch::Receiver<Vec<u16>>) {
+    let (member, seen) = member();
     let app = ProtocolTypeRouter::new().websocket(URLRouter::new().route("/ws/room/", member));
     (app, seen)
 }

@@ -27,6 +27,13 @@ mod receiver;
 #[cfg(feature = "redis")]
 mod redis;
 
+/// The events' JSON in a payload as Redis delivers it (the fuzz targets' way to the wire
+/// format).
+#[cfg(all(feature = "redis", any(test, feature = "fuzzing")))]
+pub(crate) fn redis_wire_parse(payload: &str) -> Result<Vec<&str>, String> {
+    redis::wire_events(payload)
+}
+
 use std::sync::Arc;
 
 use futures::future::BoxFuture;

@@ -150,7 +150,7 @@ impl SessionConfig {
     }
 
     /// The session id carried by the scope's session cookie, if its signature holds.
-    fn verified_id(&self, scope: &Scope) -> Option<String> {
+    pub(crate) fn verified_id(&self, scope: &Scope) -> Option<String> {
         let cookie = scope.cookies.get(&self.cookie_name)?.clone().into_owned();
         let verified = CookieJar::new().signed(&self.key.0).verify(cookie)?;
         let id = verified.value();

@@ -13,7 +13,7 @@ use crate::scope::Scope;
 const REST: &str = "__switchboard_rest";
 
 /// A matched route with what it captured.
-struct Resolved<'a> {
+pub(crate) struct Resolved<'a> {
     route: &'a Route,
     kwargs: Vec<(String, String)>,
     /// For a nested router: the path left for it.
@@ -183,7 +183,7 @@ impl URLRouter {
     }
 
     /// Finds the route for `path`, checks its converters and returns it with its captures.
-    fn resolve(&self, path: &str) -> Option<Resolved<'_>> {
+    pub(crate) fn resolve(&self, path: &str) -> Option<Resolved<'_>> {
         let matched = self.router.at(path).ok()?;
         let route = &self.routes[*matched.value];
         let mut kwargs = Vec::with_capacity(route.params.len());

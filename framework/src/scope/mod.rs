@@ -17,6 +17,8 @@ use std::net::SocketAddr;
 use cookie::CookieJar;
 use http::{Extensions, Method};
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use build::decode_path;
 pub(crate) use build::parse_cookies;
 pub use headers::Headers;
 pub use query::QueryParams;

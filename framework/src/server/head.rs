@@ -97,7 +97,7 @@ async fn read_within_limits(stream: &mut TcpStream, config: &ServerConfig) -> He
 
 /// The head at the start of `bytes`, as [`read`] would take it if they arrived at once (the
 /// fuzz targets' way in).
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn from_bytes(bytes: &[u8], config: &ServerConfig) -> Head {
     let mut scan = Scan::default();
     match scan.advance(bytes, config) {

@@ -43,6 +43,26 @@ use crate::limits::Permit;
 use head::Head;
 use plumbing::Shared;
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use {
+    direct::answerable,
+    head::{Head as FuzzHead, from_bytes as head_from_bytes, parse as parse_head},
+};
+
+/// The origin of a request with `headers` from `peer` (the fuzz targets' way to the resolution
+/// of forwarding headers).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn resolve_origin(
+    allow: &ForwardedAllow,
+    peer: SocketAddr,
+    headers: &crate::scope::Headers,
+) -> SocketAddr {
+    forwarded::resolve(allow, peer, |name| {
+        headers.get_all(name).map(|value| value.as_bytes())
+    })
+    .client
+}
+
 /// How long a connection over the connection limit has to send its head before it is closed
 /// unanswered: it is only read to be answered 503.
 const REFUSED_HEAD_TIMEOUT: Duration = Duration::from_secs(2);

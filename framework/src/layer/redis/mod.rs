@@ -478,6 +478,12 @@ impl RedisChannelLayer {
     }
 }
 
+/// The events' JSON in a payload (see [`super::redis_wire_parse`]).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn wire_events(payload: &str) -> Result<Vec<&str>, String> {
+    wire::parse(payload).map(|parsed| parsed.events.iter().map(|event| event.get()).collect())
+}
+
 /// The process part of a `specific.<process>!<n>` channel name.
 fn owner_process(channel: &str) -> Option<&str> {
     channel
