@@ -250,7 +250,10 @@ async fn mutated_heads_and_frames_leave_the_server_as_it_was() {
         held.push(raw_websocket(addr, "/ws/room/").await);
     }
     let busy = server.stats().await;
-    assert!(busy.0 >= before.0 + 20 && busy.1 >= before.1 + 20, "{before:?} -> {busy:?}");
+    assert!(
+        busy.0 >= before.0 + 20 && busy.1 >= before.1 + 20,
+        "{before:?} -> {busy:?}"
+    );
     drop(held);
 
     let heads = switchboard::fuzz::inputs("request_head", HEADS, 0x6e65_7466);

@@ -17,8 +17,8 @@ pub(crate) const TOO_SLOW: &str = "too slow: messages for this client were dropp
 /// look found new drops.
 #[derive(Debug)]
 pub(crate) struct Backlog {
-    after: Duration,
-    max_dropped: Option<u64>,
+    /// The server's policy, shared (per-connection memory is what bounds a server).
+    policy: Arc<SlowClientPolicy>,
     dropped: Arc<AtomicU64>,
     seen: u64,
     since: Option<Instant>,
@@ -27,13 +27,15 @@ pub(crate) struct Backlog {
 impl Backlog {
     /// The watch over a member's channel; `None` when the policy is to drop and keep it, or
     /// its layer does not count what it drops.
-    pub(crate) fn new(policy: &SlowClientPolicy, channel: &ChannelReceiver) -> Option<Backlog> {
-        let SlowClientPolicy::Disconnect { after, max_dropped } = *policy else {
+    pub(crate) fn new(
+        policy: &Arc<SlowClientPolicy>,
+        channel: &ChannelReceiver,
+    ) -> Option<Backlog> {
+        if !matches!(**policy, SlowClientPolicy::Disconnect { .. }) {
             return None;
-        };
+        }
         Some(Backlog {
-            after,
-            max_dropped,
+            policy: Arc::clone(policy),
             dropped: channel.drop_counter()?,
             seen: 0,
             since: None,
@@ -46,6 +48,9 @@ impl Backlog {
     /// last one means it keeps up: the overflow is over. The clock is read only when there
     /// were drops.
     pub(crate) fn too_slow(&mut self, waiting: bool) -> bool {
+        let SlowClientPolicy::Disconnect { after, max_dropped } = *self.policy else {
+            return false;
+        };
         let dropped = self.dropped.load(Ordering::Relaxed);
         if dropped == self.seen {
             if !waiting {
@@ -53,20 +58,22 @@ impl Backlog {
             }
         } else {
             self.seen = dropped;
-            if self.max_dropped.is_some_and(|max| dropped > max) {
+            if max_dropped.is_some_and(|max| dropped > max) {
                 return true;
             }
             self.since.get_or_insert_with(Instant::now);
         }
-        self.since
-            .is_some_and(|since| since.elapsed() >= self.after)
+        self.since.is_some_and(|since| since.elapsed() >= after)
     }
 
     /// How long the consumer's loop waits on something that does not finish (a socket that
     /// takes nothing, a handler stuck behind it) before looking again: a tenth of the policy's
     /// time, between 10 ms and 1 s.
     pub(crate) fn look_every(&self) -> Duration {
-        (self.after / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
+        let SlowClientPolicy::Disconnect { after, .. } = *self.policy else {
+            return Duration::from_secs(1);
+        };
+        (after / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
     }
 }
 
@@ -105,7 +112,7 @@ mod tests {
             max_dropped: None,
         };
         let (layer, channel) = member().await;
-        let mut backlog = Backlog::new(&policy, &channel).unwrap();
+        let mut backlog = Backlog::new(&Arc::new(policy), &channel).unwrap();
         assert_eq!(backlog.look_every(), Duration::from_secs(1));
         overflow(&layer).await; // fills the queue
         assert!(!backlog.too_slow(false));
@@ -133,13 +140,13 @@ mod tests {
             max_dropped: Some(2),
         };
         let (layer, channel) = member().await;
-        let mut backlog = Backlog::new(&counted, &channel).unwrap();
+        let mut backlog = Backlog::new(&Arc::new(counted), &channel).unwrap();
         for _ in 0..3 {
             overflow(&layer).await;
         }
         assert!(!backlog.too_slow(false), "two dropped");
         overflow(&layer).await;
         assert!(backlog.too_slow(false), "three dropped");
-        assert!(Backlog::new(&SlowClientPolicy::DropNewest, &channel).is_none());
+        assert!(Backlog::new(&Arc::new(SlowClientPolicy::DropNewest), &channel).is_none());
     }
 }

@@ -176,7 +176,7 @@ async fn serve<C: WebsocketConsumer>(
     let mut backlog = ws
         .conn()
         .slow_client
-        .as_deref()
+        .as_ref()
         .and_then(|policy| Backlog::new(policy, channel));
     let mut pings = keepalive.map(|k| PingTimer::new(k.interval));
     let mut last_heard = Instant::now();
@@ -215,10 +215,12 @@ async fn serve<C: WebsocketConsumer>(
                     Step::Closed
                 }
                 frame = transport.next() => {
-                    last_heard = Instant::now();
+                    let now = Instant::now();
+                    let since_last = now.saturating_duration_since(last_heard);
+                    last_heard = now;
                     let verdict = match (&frame, throttle.as_mut(), rate_limit.as_deref()) {
                         (Some(Ok(message)), Some(throttle), Some(limit)) if !message.is_close() => {
-                            throttle.admit(limit, message.len(), last_heard)
+                            throttle.admit(limit, message.len(), since_last, now)
                         }
                         _ => Verdict::Pass,
                     };

@@ -7,13 +7,13 @@ use tokio::time::Instant;
 use crate::limits::{RateLimit, TokenBucket};
 
 /// What is left of one connection's [`RateLimit`]: its buckets and its recent violations. The
-/// limit itself is the server's or the route's, shared by every connection.
+/// limit itself is the server's or the route's, shared by every connection, and the time of
+/// the last refill is the consumer loop's own record of the last frame (it is per-connection
+/// memory).
 #[derive(Debug)]
 pub(crate) struct Throttle {
     messages: TokenBucket,
     bytes: TokenBucket,
-    /// When the buckets were last refilled: the last frame's arrival.
-    refilled: Instant,
     violations: u32,
     window_started: Instant,
 }
@@ -36,17 +36,21 @@ impl Throttle {
         Throttle {
             messages: full(limit.messages),
             bytes: full(limit.bytes),
-            refilled: now,
             violations: 0,
             window_started: now,
         }
     }
 
-    /// Judges a frame of `bytes` payload bytes that arrived at `now`. One clock read per frame
-    /// (the loop's own) and a few float operations: no system call, no lock.
-    pub(crate) fn admit(&mut self, limit: &RateLimit, bytes: usize, now: Instant) -> Verdict {
-        let elapsed = now.saturating_duration_since(self.refilled);
-        self.refilled = now;
+    /// Judges a frame of `bytes` payload bytes that arrived at `now`, `elapsed` after the
+    /// previous frame (or the start). One clock read per frame (the loop's own) and a few float
+    /// operations: no system call, no lock.
+    pub(crate) fn admit(
+        &mut self,
+        limit: &RateLimit,
+        bytes: usize,
+        elapsed: Duration,
+        now: Instant,
+    ) -> Verdict {
         let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
         let mut within = true;
         if let Some(rate) = limit.messages {
@@ -98,13 +102,34 @@ mod tests {
     use super::*;
     use crate::limits::Rate;
 
+    /// Frames judged as the loop judges them: each with the time since the one before.
+    struct Frames {
+        throttle: Throttle,
+        last: Instant,
+    }
+
+    impl Frames {
+        fn new(limit: &RateLimit, start: Instant) -> Frames {
+            Frames {
+                throttle: Throttle::new(limit, start),
+                last: start,
+            }
+        }
+
+        fn admit(&mut self, limit: &RateLimit, bytes: usize, now: Instant) -> Verdict {
+            let elapsed = now.saturating_duration_since(self.last);
+            self.last = now;
+            self.throttle.admit(limit, bytes, elapsed, now)
+        }
+    }
+
     #[test]
     fn excess_frames_then_a_close() {
         let limit = RateLimit::default()
             .messages(Rate::new(10, 3))
             .close_after(2, Duration::from_secs(5));
         let start = Instant::now();
-        let mut throttle = Throttle::new(&limit, start);
+        let mut throttle = Frames::new(&limit, start);
         let verdicts: Vec<Verdict> = (0..6).map(|_| throttle.admit(&limit, 10, start)).collect();
         use Verdict::*;
         assert_eq!(verdicts, [Pass, Pass, Pass, Excess, Excess, Close]);
@@ -116,7 +141,7 @@ mod tests {
             .messages(Rate::new(1, 1))
             .close_after(1, Duration::from_secs(5));
         let start = Instant::now();
-        let mut throttle = Throttle::new(&limit, start);
+        let mut throttle = Frames::new(&limit, start);
         assert_eq!(throttle.admit(&limit, 1, start), Verdict::Pass);
         assert_eq!(throttle.admit(&limit, 1, start), Verdict::Excess);
         // Six seconds later: a fresh window, and tokens again.
@@ -132,7 +157,7 @@ mod tests {
             .bytes(Rate::new(100, 1_000))
             .messages(Rate::new(1_000, 3));
         let start = Instant::now();
-        let mut throttle = Throttle::new(&limit, start);
+        let mut throttle = Frames::new(&limit, start);
         assert_eq!(throttle.admit(&limit, 900, start), Verdict::Pass);
         assert_eq!(throttle.admit(&limit, 200, start), Verdict::Excess);
         // The excess frame took no message token: two are left.
@@ -145,7 +170,7 @@ mod tests {
     fn the_default_lets_a_burst_of_500_and_200_a_second_through() {
         let limit = RateLimit::default();
         let start = Instant::now();
-        let mut throttle = Throttle::new(&limit, start);
+        let mut throttle = Frames::new(&limit, start);
         for _ in 0..500 {
             assert_eq!(throttle.admit(&limit, 100, start), Verdict::Pass);
         }
