@@ -171,13 +171,18 @@ run_load() {
     fi
 }
 
+# Every limit stays on at its default but one: the per-connection rate limit (200 messages/s,
+# bursts of 500) is raised, because the load generator's senders are scripts sending thousands
+# of messages a second each, exactly what that limit stops. It is still checked on every frame.
+CHAT_LIMITS=(--message-rate 100000000 --message-burst 100000000 --byte-rate 4000000000 --byte-burst 4000000000)
+
 # The two servers under comparison: "chat-app" (candidate) and "reference" (baseline).
 start_named() {
     case $1 in
-        chat-app) start_server "chat-app" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" ;;
+        chat-app) start_server "chat-app" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" "${CHAT_LIMITS[@]}" ;;
         # The framework's own cost: the chat-app without its room history, a feature the
         # reference does not have (one more encode, queue hop, decode and store per message).
-        chat-app-nohistory) start_server "chat-app" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" --no-history ;;
+        chat-app-nohistory) start_server "chat-app" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" --no-history "${CHAT_LIMITS[@]}" ;;
         reference) start_server "reference" "$BIN/reference" --bind 127.0.0.1:0 ;;
     esac
 }
@@ -264,9 +269,9 @@ redis_scenario() {
             sleep 0.1
         done
         local layer=(--layer "redis://127.0.0.1:$port" --layer-prefix "bench$rep")
-        start_server "chat-app-a" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" "${layer[@]}" "${flags[@]}"
+        start_server "chat-app-a" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" "${layer[@]}" "${flags[@]}" "${CHAT_LIMITS[@]}"
         a_pid=$SERVER_PID a_url=$SERVER_URL
-        start_server "chat-app-b" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" "${layer[@]}" "${flags[@]}"
+        start_server "chat-app-b" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" "${layer[@]}" "${flags[@]}" "${CHAT_LIMITS[@]}"
         b_pid=$SERVER_PID b_url=$SERVER_URL
         run_load "$name" cand redis-2proc "$rep" maxrate \
             --url "$a_url" --url "$b_url" --server-pid "$a_pid" --server-pid "$b_pid" \
