@@ -1,10 +1,13 @@
 //! Telling that a member does not keep up with what it is sent, for the slow-client policy.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::layer::ChannelReceiver;
 use crate::limits::SlowClientPolicy;
@@ -22,6 +25,9 @@ pub(crate) struct Backlog {
     dropped: Arc<AtomicU64>,
     seen: u64,
     since: Option<Instant>,
+    /// The timer of the waits watched, made the first time one waits: a timer is over a
+    /// hundred bytes, and inline it would be part of every idle connection's task.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Backlog {
@@ -39,6 +45,7 @@ impl Backlog {
             dropped: channel.drop_counter()?,
             seen: 0,
             since: None,
+            timer: None,
         })
     }
 
@@ -74,6 +81,78 @@ impl Backlog {
             return Duration::from_secs(1);
         };
         (after / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+}
+
+impl Backlog {
+    /// The timer for the next look, [`look_every`](Self::look_every) from now.
+    pub(crate) fn next_look(&mut self) -> Pin<&mut Sleep> {
+        let at = Instant::now() + self.look_every();
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        timer.as_mut().reset(at);
+        timer.as_mut()
+    }
+
+    /// Whether the timer set by [`next_look`](Self::next_look) has fired; registers the task
+    /// to be woken when it does otherwise.
+    fn look_due(&mut self, cx: &mut Context<'_>) -> bool {
+        self.timer
+            .as_mut()
+            .is_some_and(|timer| timer.as_mut().poll(cx).is_ready())
+    }
+}
+
+/// Runs a handler to its end, unless it waits (on a client that does not read, most likely)
+/// while the member's queue keeps overflowing as long as the slow-client policy allows: then
+/// `None`, the member is too slow, and the handler is dropped where it waits.
+///
+/// A handler that finishes at once, as nearly all do, costs one poll and nothing more: the
+/// timer is armed only for one that waits. The handler is pinned by the caller, and this is a
+/// plain future of two pointers and a flag rather than an `async fn`: these are in every
+/// connection's task, and an `async fn` would keep its argument and the state of its own awaits
+/// besides.
+pub(crate) fn guarded<'a, F: Future>(
+    handler: Pin<&'a mut F>,
+    backlog: Option<&'a mut Backlog>,
+) -> Guarded<'a, F> {
+    Guarded {
+        handler,
+        backlog,
+        waiting: false,
+    }
+}
+
+/// See [`guarded`].
+pub(crate) struct Guarded<'a, F> {
+    handler: Pin<&'a mut F>,
+    backlog: Option<&'a mut Backlog>,
+    waiting: bool,
+}
+
+impl<F: Future> Future for Guarded<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Poll::Ready(done) = this.handler.as_mut().poll(cx) {
+            return Poll::Ready(Some(done));
+        }
+        let Some(backlog) = this.backlog.as_deref_mut() else {
+            return Poll::Pending;
+        };
+        if !this.waiting {
+            this.waiting = true;
+            backlog.next_look();
+        }
+        while backlog.look_due(cx) {
+            if backlog.too_slow(true) {
+                return Poll::Ready(None);
+            }
+            backlog.next_look();
+        }
+        Poll::Pending
     }
 }
 

@@ -1,8 +1,8 @@
 //! The loop that drives one consumer over one connection.
 
 use std::future::Future;
+use std::pin::pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use futures::{FutureExt, SinkExt, StreamExt};
@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Bytes};
 
-use super::backlog::{self, Backlog, TOO_SLOW};
+use super::backlog::{self, Backlog, TOO_SLOW, guarded};
 use super::handle::State;
 use super::pings::PingTimer;
 use super::throttle::{self, Throttle, Verdict};
@@ -21,7 +21,6 @@ use super::{CloseCode, Message, Websocket, WebsocketConsumer};
 use crate::application::{HandshakeAnswer, Keepalive, WebsocketConnection};
 use crate::error::{Error, Result};
 use crate::layer::{ChannelReceiver, Envelope, Event, LayerStatus};
-use crate::limits::RateLimit;
 use crate::scope::Scope;
 
 /// How long a server-initiated close waits for the client's close frame.
@@ -172,7 +171,7 @@ async fn serve<C: WebsocketConsumer>(
 ) -> Ended {
     let shutdown = ws.conn().shutdown.clone();
     let keepalive = ws.conn().keepalive;
-    let rate_limit = ws.conn().rate_limit.clone();
+    let mut throttle = ws.conn().rate_limit.as_deref().map(Throttle::new);
     let mut backlog = ws
         .conn()
         .slow_client
@@ -180,9 +179,6 @@ async fn serve<C: WebsocketConsumer>(
         .and_then(|policy| Backlog::new(policy, channel));
     let mut pings = keepalive.map(|k| PingTimer::new(k.interval));
     let mut last_heard = Instant::now();
-    let mut throttle = rate_limit
-        .as_deref()
-        .map(|limit| Throttle::new(limit, last_heard));
     let mut layer_status = ws.channel_layer().status();
     // What connect() sent after accept() is still buffered.
     match flush(ws, keepalive, backlog.as_mut()).await {
@@ -202,7 +198,7 @@ async fn serve<C: WebsocketConsumer>(
         let step = if ws.replaying() {
             // Boxed, as frames are: rare, and inline its state would be in every connection's
             // task.
-            guarded(Box::pin(replay(consumer, ws)), backlog.as_mut())
+            guarded(Box::pin(replay(consumer, ws)).as_mut(), backlog.as_mut())
                 .await
                 .map_or(Step::TooSlow, Step::Handled)
         } else {
@@ -215,49 +211,49 @@ async fn serve<C: WebsocketConsumer>(
                     Step::Closed
                 }
                 frame = transport.next() => {
-                    let now = Instant::now();
-                    let since_last = now.saturating_duration_since(last_heard);
-                    last_heard = now;
-                    let verdict = match (&frame, throttle.as_mut(), rate_limit.as_deref()) {
-                        (Some(Ok(message)), Some(throttle), Some(limit)) if !message.is_close() => {
-                            throttle.admit(limit, message.len(), since_last, now)
+                    // In a block of its own, so that none of it is kept across the handler.
+                    let verdict = {
+                        let now = Instant::now();
+                        let since_last = now.saturating_duration_since(last_heard);
+                        last_heard = now;
+                        match (&frame, throttle.as_mut(), ws.conn().rate_limit.as_deref()) {
+                            (Some(Ok(message)), Some(throttle), Some(limit)) if !message.is_close() => {
+                                throttle.admit(limit, message.len(), since_last)
+                            }
+                            _ => Verdict::Pass,
                         }
-                        _ => Verdict::Pass,
                     };
                     // Boxed: a client frame is rarer than a delivery, and inline its handler's
                     // state would be part of every idle connection's memory.
-                    let handling = Box::pin(on_frame(consumer, ws, frame, verdict, rate_limit.as_deref()));
-                    guarded(handling, backlog.as_mut()).await.unwrap_or(Step::TooSlow)
+                    let mut handling = Box::pin(on_frame(consumer, ws, frame, verdict));
+                    guarded(handling.as_mut(), backlog.as_mut()).await.unwrap_or(Step::TooSlow)
                 }
                 envelope = channel.recv() => match envelope {
                     // One atomic read per wake-up: has the layer dropped anything for it lately?
                     Some(_) if backlog.as_mut().is_some_and(|b| b.too_slow(false)) => Step::TooSlow,
                     Some(envelope) => {
-                        let batch = async {
-                            let mut result = on_live_event(consumer, ws, envelope).await;
-                            for _ in 1..EVENT_BATCH {
-                                if result.is_err() || ws.state != State::Open {
-                                    break;
-                                }
-                                let Some(envelope) = channel.try_recv() else { break };
-                                result = on_live_event(consumer, ws, envelope).await;
+                        let mut handled = guarded(pin!(on_live_event(consumer, ws, envelope)), backlog.as_mut()).await;
+                        for _ in 1..EVENT_BATCH {
+                            if !matches!(handled, Some(Ok(()))) || ws.state != State::Open {
+                                break;
                             }
-                            result
-                        };
-                        guarded(batch, backlog.as_mut()).await.map_or(Step::TooSlow, Step::Handled)
+                            let Some(envelope) = channel.try_recv() else { break };
+                            handled = guarded(pin!(on_live_event(consumer, ws, envelope)), backlog.as_mut()).await;
+                        }
+                        handled.map_or(Step::TooSlow, Step::Handled)
                     }
                     None => Step::Handled(Err(Error::Layer("the channel layer closed this consumer's channel".into()))),
                 },
                 status = next_status(&mut layer_status) => {
-                    let handling = Box::pin(consumer.layer_status(ws, status));
-                    guarded(handling, backlog.as_mut()).await.map_or(Step::TooSlow, Step::Handled)
+                    let mut handling = Box::pin(consumer.layer_status(ws, status));
+                    guarded(handling.as_mut(), backlog.as_mut()).await.map_or(Step::TooSlow, Step::Handled)
                 }
                 _ = PingTimer::tick(&mut pings) => match keepalive {
                     Some(k) if last_heard.elapsed() > k.timeout => {
                         tracing::info!(path = %ws.scope().path, "no frame or pong within the ping timeout: dropping the client");
                         return Ended::Code(CloseCode::Abnormal);
                     }
-                    _ => guarded(ping(ws), backlog.as_mut()).await.map_or(Step::TooSlow, Step::Handled),
+                    _ => guarded(pin!(ping(ws)), backlog.as_mut()).await.map_or(Step::TooSlow, Step::Handled),
                 },
             }
         };
@@ -284,28 +280,6 @@ async fn serve<C: WebsocketConsumer>(
     }
 }
 
-/// Runs a handler to its end, unless it waits (on a client that does not read, most likely)
-/// while the member's queue keeps overflowing as long as the slow-client policy allows: then
-/// `None`, the member is too slow, and the handler is dropped where it waits. A handler that
-/// finishes at once, as nearly all do, costs nothing more: the timer is armed only for one
-/// that waits.
-async fn guarded<T>(handler: impl Future<Output = T>, backlog: Option<&mut Backlog>) -> Option<T> {
-    let mut handler = std::pin::pin!(handler);
-    if let Poll::Ready(done) = futures::poll!(handler.as_mut()) {
-        return Some(done);
-    }
-    let Some(backlog) = backlog else {
-        return Some(handler.await);
-    };
-    loop {
-        match timeout(backlog.look_every(), handler.as_mut()).await {
-            Ok(done) => return Some(done),
-            Err(_) if backlog.too_slow(true) => return None,
-            Err(_) => {}
-        }
-    }
-}
-
 enum Step {
     /// The connection is over, with this code.
     Ended(CloseCode),
@@ -322,7 +296,6 @@ async fn on_frame<C: WebsocketConsumer>(
     ws: &mut Websocket,
     frame: Option<Result<tungstenite::Message, tungstenite::Error>>,
     verdict: Verdict,
-    rate_limit: Option<&RateLimit>,
 ) -> Step {
     match verdict {
         Verdict::Pass => {}
@@ -339,8 +312,8 @@ async fn on_frame<C: WebsocketConsumer>(
             });
         }
         Verdict::Close => {
-            if let Some(limit) = rate_limit {
-                throttle::closed_for_rate(&ws.scope().path, limit);
+            if let Some(limit) = ws.conn().rate_limit.clone() {
+                throttle::closed_for_rate(&ws.scope().path, &limit);
             }
             let _ = ws.close(CloseCode::Policy, "rate limit exceeded").await;
             return Step::Closed;

@@ -2,20 +2,19 @@
 
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use crate::limits::{RateLimit, TokenBucket};
 
-/// What is left of one connection's [`RateLimit`]: its buckets and its recent violations. The
-/// limit itself is the server's or the route's, shared by every connection, and the time of
-/// the last refill is the consumer loop's own record of the last frame (it is per-connection
-/// memory).
+/// What is left of one connection's [`RateLimit`]: its buckets. The limit itself is the
+/// server's or the route's, shared by every connection, and the time of the last refill is the
+/// consumer loop's own record of the last frame (this is per-connection memory).
 #[derive(Debug)]
 pub(crate) struct Throttle {
     messages: TokenBucket,
     bytes: TokenBucket,
-    violations: u32,
-    window_started: Instant,
+    /// Excess frames still tolerated: `max_violations` at most, earned back at
+    /// `max_violations` per `violation_window`, so that more than that many within a window
+    /// closes the connection.
+    tolerance: f64,
 }
 
 /// What to do with a frame.
@@ -30,28 +29,26 @@ pub(crate) enum Verdict {
 }
 
 impl Throttle {
-    /// Full buckets, no violations.
-    pub(crate) fn new(limit: &RateLimit, now: Instant) -> Throttle {
+    /// Full buckets.
+    pub(crate) fn new(limit: &RateLimit) -> Throttle {
         let full = |rate: Option<_>| rate.map_or(TokenBucket::empty(), TokenBucket::full);
         Throttle {
             messages: full(limit.messages),
             bytes: full(limit.bytes),
-            violations: 0,
-            window_started: now,
+            tolerance: f64::from(limit.max_violations),
         }
     }
 
-    /// Judges a frame of `bytes` payload bytes that arrived at `now`, `elapsed` after the
-    /// previous frame (or the start). One clock read per frame (the loop's own) and a few float
-    /// operations: no system call, no lock.
-    pub(crate) fn admit(
-        &mut self,
-        limit: &RateLimit,
-        bytes: usize,
-        elapsed: Duration,
-        now: Instant,
-    ) -> Verdict {
+    /// Judges a frame of `bytes` payload bytes that arrived `elapsed` after the previous frame
+    /// (or the start). No clock read of its own (the loop's), no system call, no lock: a few
+    /// float operations.
+    pub(crate) fn admit(&mut self, limit: &RateLimit, bytes: usize, elapsed: Duration) -> Verdict {
         let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        let most = f64::from(limit.max_violations);
+        let window = limit.violation_window.as_secs_f64();
+        if window > 0.0 {
+            self.tolerance = (self.tolerance + elapsed.as_secs_f64() * most / window).min(most);
+        }
         let mut within = true;
         if let Some(rate) = limit.messages {
             self.messages.refill(rate, elapsed);
@@ -70,20 +67,12 @@ impl Throttle {
             }
             return Verdict::Pass;
         }
-        self.violation(limit.violation_window, now);
-        if self.violations > limit.max_violations {
-            Verdict::Close
-        } else {
+        if self.tolerance >= 1.0 {
+            self.tolerance -= 1.0;
             Verdict::Excess
+        } else {
+            Verdict::Close
         }
-    }
-
-    fn violation(&mut self, window: Duration, now: Instant) {
-        if now.saturating_duration_since(self.window_started) > window {
-            self.window_started = now;
-            self.violations = 0;
-        }
-        self.violations = self.violations.saturating_add(1);
     }
 }
 
@@ -99,6 +88,8 @@ pub(crate) fn closed_for_rate(path: &str, limit: &RateLimit) {
 
 #[cfg(test)]
 mod tests {
+    use tokio::time::Instant;
+
     use super::*;
     use crate::limits::Rate;
 
@@ -111,7 +102,7 @@ mod tests {
     impl Frames {
         fn new(limit: &RateLimit, start: Instant) -> Frames {
             Frames {
-                throttle: Throttle::new(limit, start),
+                throttle: Throttle::new(limit),
                 last: start,
             }
         }
@@ -119,7 +110,7 @@ mod tests {
         fn admit(&mut self, limit: &RateLimit, bytes: usize, now: Instant) -> Verdict {
             let elapsed = now.saturating_duration_since(self.last);
             self.last = now;
-            self.throttle.admit(limit, bytes, elapsed, now)
+            self.throttle.admit(limit, bytes, elapsed)
         }
     }
 
