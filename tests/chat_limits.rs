@@ -321,3 +321,39 @@ async fn a_login_through_a_trusted_tls_proxy_gets_a_secure_cookie() {
     let cookie = login(&untrusting).await;
     assert!(!cookie.contains("Secure"), "{cookie}");
 }
+
+/// Messages into a hundred thousand invented rooms: the rooms' logs stay within the history
+/// budget (here 1 MiB), the rooms idle longest forgotten first, and a room nobody is in keeps
+/// nothing else.
+#[tokio::test]
+async fn messages_into_100_000_invented_rooms_stay_within_the_budget() {
+    use switchboard::layer::{ChannelLayer, Envelope};
+
+    let (node, layer) = ChatNode::with_flags(&["--history-budget-mib", "1"]).await;
+    let text = "x".repeat(200);
+    for n in 0..100_000 {
+        let event = json!({"type": "chat.message", "message": text, "user": "guest"});
+        layer
+            .group_send(
+                &format!("chat_invented-{n}"),
+                Envelope::encode(&event).unwrap(),
+            )
+            .await
+            .unwrap();
+        if n % 10_000 == 0 {
+            let (bytes, _) = layer.log_usage();
+            assert!(bytes <= 1 << 20, "{bytes} bytes after {n} rooms");
+        }
+    }
+    let (bytes, logs) = layer.log_usage();
+    assert!(bytes <= 1 << 20, "{bytes} bytes");
+    assert!(logs < 10_000, "{logs} logs kept");
+    // The newest room still has its message; a joiner of the oldest gets none.
+    let mut newest = node.connect(&room("invented-99999")).await;
+    let history = support::chat::next_of(&mut newest, "chat.history").await;
+    assert_eq!(
+        history["messages"].as_array().unwrap().len(),
+        1,
+        "{history}"
+    );
+}

@@ -49,18 +49,17 @@ impl Backlog {
         })
     }
 
-    /// Whether the member has overflowed too long or too much. `waiting`: the consumer is
-    /// stuck in a handler or a flush, so nothing reads its queue and a queue that overflowed
-    /// stays full; otherwise it is reading its queue, and a look without new drops since the
-    /// last one means it keeps up: the overflow is over. The clock is read only when there
-    /// were drops.
-    pub(crate) fn too_slow(&mut self, waiting: bool) -> bool {
+    /// Whether the member has overflowed too long or too much. Drops since the last look start
+    /// an overflow or continue it. Without new drops it is over only once the member has
+    /// caught up: it is reading its queue (not stuck in a handler or a flush, `Look::Waiting`)
+    /// and the queue is less than half full. The clock is read only when there were drops.
+    pub(crate) fn too_slow(&mut self, look: Look) -> bool {
         let SlowClientPolicy::Disconnect { after, max_dropped } = *self.policy else {
             return false;
         };
         let dropped = self.dropped.load(Ordering::Relaxed);
         if dropped == self.seen {
-            if !waiting {
+            if look == (Look::Reading { backed_up: false }) {
                 self.since = None;
             }
         } else {
@@ -147,13 +146,22 @@ impl<F: Future> Future for Guarded<'_, F> {
             backlog.next_look();
         }
         while backlog.look_due(cx) {
-            if backlog.too_slow(true) {
+            if backlog.too_slow(Look::Waiting) {
                 return Poll::Ready(None);
             }
             backlog.next_look();
         }
         Poll::Pending
     }
+}
+
+/// When the overflow is looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Look {
+    /// The consumer is stuck in a handler or a flush: nothing reads its queue.
+    Waiting,
+    /// The consumer woke up to read its queue, which is `backed_up` when half full or more.
+    Reading { backed_up: bool },
 }
 
 /// The one place a member closed for not keeping up is logged (and, later, counted).
@@ -194,21 +202,28 @@ mod tests {
         let mut backlog = Backlog::new(&Arc::new(policy), &channel).unwrap();
         assert_eq!(backlog.look_every(), Duration::from_secs(1));
         overflow(&layer).await; // fills the queue
-        assert!(!backlog.too_slow(false));
+        assert!(!backlog.too_slow(Look::Reading { backed_up: false }));
         overflow(&layer).await;
-        assert!(!backlog.too_slow(false), "the overflow starts");
+        assert!(
+            !backlog.too_slow(Look::Reading { backed_up: false }),
+            "the overflow starts"
+        );
         tokio::time::advance(Duration::from_secs(6)).await;
         overflow(&layer).await;
-        assert!(!backlog.too_slow(false));
+        assert!(!backlog.too_slow(Look::Reading { backed_up: false }));
         // Read at a wake-up, without new drops: it keeps up, the overflow is over.
-        assert!(!backlog.too_slow(false));
+        assert!(!backlog.too_slow(Look::Reading { backed_up: false }));
         overflow(&layer).await;
-        assert!(!backlog.too_slow(true), "a new overflow starts");
-        // Stuck, nothing reads its queue: the overflow goes on without new drops.
-        tokio::time::advance(Duration::from_secs(9)).await;
-        assert!(!backlog.too_slow(true));
+        assert!(!backlog.too_slow(Look::Waiting), "a new overflow starts");
+        // Stuck, nothing reads its queue: the overflow goes on without new drops; woken to a
+        // queue still half full, it is still behind.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(!backlog.too_slow(Look::Waiting));
+        assert!(!backlog.too_slow(Look::Reading { backed_up: true }));
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(!backlog.too_slow(Look::Waiting));
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(backlog.too_slow(true));
+        assert!(backlog.too_slow(Look::Waiting));
         assert_eq!(channel.dropped(), 3);
     }
 
@@ -223,9 +238,15 @@ mod tests {
         for _ in 0..3 {
             overflow(&layer).await;
         }
-        assert!(!backlog.too_slow(false), "two dropped");
+        assert!(
+            !backlog.too_slow(Look::Reading { backed_up: false }),
+            "two dropped"
+        );
         overflow(&layer).await;
-        assert!(backlog.too_slow(false), "three dropped");
+        assert!(
+            backlog.too_slow(Look::Reading { backed_up: false }),
+            "three dropped"
+        );
         assert!(Backlog::new(&Arc::new(SlowClientPolicy::DropNewest), &channel).is_none());
     }
 }

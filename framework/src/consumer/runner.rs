@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Bytes};
 
-use super::backlog::{self, Backlog, TOO_SLOW, guarded};
+use super::backlog::{self, Backlog, Look, TOO_SLOW, guarded};
 use super::handle::State;
 use super::pings::PingTimer;
 use super::throttle::{self, Throttle, Verdict};
@@ -230,7 +230,9 @@ async fn serve<C: WebsocketConsumer>(
                 }
                 envelope = channel.recv() => match envelope {
                     // One atomic read per wake-up: has the layer dropped anything for it lately?
-                    Some(_) if backlog.as_mut().is_some_and(|b| b.too_slow(false)) => Step::TooSlow,
+                    Some(_) if backlog.as_mut().is_some_and(|backlog| {
+                        backlog.too_slow(Look::Reading { backed_up: channel.is_backed_up() })
+                    }) => Step::TooSlow,
                     Some(envelope) => {
                         let mut handled = guarded(pin!(on_live_event(consumer, ws, envelope)), backlog.as_mut()).await;
                         for _ in 1..EVENT_BATCH {
@@ -473,7 +475,7 @@ async fn flush(
         }
         if backlog
             .as_mut()
-            .is_some_and(|backlog| backlog.too_slow(true))
+            .is_some_and(|backlog| backlog.too_slow(Look::Waiting))
         {
             return Flushed::TooSlow;
         }

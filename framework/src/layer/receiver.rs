@@ -65,6 +65,11 @@ impl ChannelReceiver {
         self.dropped.clone()
     }
 
+    /// Whether at least half the queue is taken: a consumer that finds it so is still behind.
+    pub(crate) fn is_backed_up(&self) -> bool {
+        self.queue.len() * 2 >= self.queue.max_capacity()
+    }
+
     /// How many messages the layer has dropped for this channel so far because its queue was
     /// full: the consumer is not keeping up. Always 0 for a layer that does not count them.
     pub fn dropped(&self) -> u64 {
