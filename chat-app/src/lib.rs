@@ -4,6 +4,7 @@
 //! [`routing`] is the routing module (Channels' `asgi.py` + `routing.py`), [`consumers`] holds
 //! the `ChatConsumer`, [`views`] the HTTP pages. The wire contract is `chat-protocol.md`.
 
+pub mod backend;
 pub mod cli;
 pub mod consumers;
 mod decode;

@@ -5,12 +5,12 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use chat_app::backend::{Backend, layer_from_url};
 use chat_app::cli::{Cli, Command};
-use chat_app::history::{self, History};
+use chat_app::history;
 use chat_app::routing::{self, Security};
 use chat_app::state::AppState;
 use clap::Parser;
-use switchboard::layer::{InMemoryChannelLayer, RedisChannelLayer, RedisConfig, SharedLayer};
 use switchboard::middleware::{RedisSessionStore, SessionConfig, SessionKey};
 use switchboard::server::{Server, shutdown_signal};
 use tracing_subscriber::EnvFilter;
@@ -37,40 +37,17 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
-    let (layer, history): (SharedLayer, History) = match cli.layers.first() {
-        None => {
-            let layer = Arc::new(InMemoryChannelLayer::with_config(history::layer_config()));
-            let history = if cli.no_history {
-                History::off()
-            } else {
-                History::in_memory()
-            };
-            (layer, history)
-        }
-        Some(first) => {
-            let config = RedisConfig::new(cli.layers.clone())
-                .prefix(cli.layer_prefix.clone())
-                .layer(history::layer_config());
-            let layer = RedisChannelLayer::connect(config)
-                .await
-                .map_err(|err| err.to_string())?;
-            // History lives on the first Redis server, whatever the sharding of channels.
-            let history = if cli.no_history {
-                History::off()
-            } else {
-                History::redis(first, &cli.layer_prefix)
-                    .await
-                    .map_err(|err| err.to_string())?
-            };
-            (Arc::new(layer), history)
-        }
-    };
+    let Backend {
+        layer,
+        history,
+        sessions: session_store,
+    } = layer_from_url(&cli.layers, &cli.layer_prefix, !cli.no_history).await?;
     let state = AppState { history };
 
     if let Some(Command::Worker { channels }) = &cli.command {
         if cli.layers.is_empty() {
             tracing::warn!(
-                "a worker process on the in-memory layer only hears itself: pass --layer redis://…"
+                "a worker process on the in-memory layer only hears itself: pass --layer"
             );
         }
         let running = history::workers(state.history.clone())
@@ -90,7 +67,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     let security = Security {
         origins: cli.origins()?,
         api_tokens: cli.api_tokens()?,
-        sessions: sessions(&cli).await?,
+        sessions: sessions(&cli, session_store.as_deref()).await?,
     };
     let address = cli.address();
     let server = Server::bind(&address)
@@ -117,10 +94,10 @@ async fn run(cli: Cli) -> Result<(), String> {
     served.map_err(|err| err.to_string())
 }
 
-/// Sessions signed with `SESSION_SECRET` (or a random key, with a warning), kept in Redis with
-/// `--layer` (on the first server, like room history) so every process reads them, else in
-/// memory.
-async fn sessions(cli: &Cli) -> Result<SessionConfig, String> {
+/// Sessions signed with `SESSION_SECRET` (or a random key, with a warning), kept in the Redis
+/// that `--layer` names (on the first server, like room history) so every process reads them,
+/// else in memory.
+async fn sessions(cli: &Cli, store: Option<&str>) -> Result<SessionConfig, String> {
     let key = match std::env::var("SESSION_SECRET") {
         Ok(secret) => {
             SessionKey::from_secret(secret).map_err(|err| format!("SESSION_SECRET: {err}"))?
@@ -140,9 +117,9 @@ async fn sessions(cli: &Cli) -> Result<SessionConfig, String> {
         Err(err) => return Err(format!("SESSION_SECRET: {err}")),
     };
     let sessions = SessionConfig::new(key).secure(cli.secure_cookies);
-    match cli.layers.first() {
+    match store {
         None => Ok(sessions),
-        Some(first) => RedisSessionStore::connect(first, &cli.layer_prefix)
+        Some(url) => RedisSessionStore::connect(url, &cli.layer_prefix)
             .await
             .map(|store| sessions.store(store))
             .map_err(|err| err.to_string()),

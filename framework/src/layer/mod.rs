@@ -22,6 +22,8 @@
 mod envelope;
 mod in_memory;
 mod names;
+#[cfg(feature = "nats")]
+mod nats;
 mod receiver;
 #[cfg(feature = "redis")]
 mod redis;
@@ -33,7 +35,11 @@ use tokio::sync::watch;
 
 pub use envelope::{Envelope, Event};
 pub use in_memory::{InMemoryChannelLayer, LayerConfig};
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub(crate) use names::owner_process;
 pub use names::{MAX_NAME_LENGTH, validate_channel_name, validate_group_name};
+#[cfg(feature = "nats")]
+pub use nats::{NatsChannelLayer, NatsConfig};
 pub use receiver::ChannelReceiver;
 #[cfg(feature = "redis")]
 pub use redis::{RedisChannelLayer, RedisConfig};

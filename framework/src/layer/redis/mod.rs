@@ -37,7 +37,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{
     ChannelLayer, ChannelReceiver, Envelope, InMemoryChannelLayer, LayerConfig, LayerStatus,
-    validate_channel_name, validate_group_name,
+    owner_process, validate_channel_name, validate_group_name,
 };
 use crate::{Error, Result};
 use pipeline::Outgoing;
@@ -457,14 +457,6 @@ impl RedisChannelLayer {
     }
 }
 
-/// The process part of a `specific.<process>!<n>` channel name.
-fn owner_process(channel: &str) -> Option<&str> {
-    channel
-        .strip_prefix("specific.")?
-        .split_once('!')
-        .map(|(process, _)| process)
-}
-
 impl Shard {
     /// Fails at once while the server is known to be down, so callers do not each wait for a
     /// command timeout during an outage.
@@ -781,17 +773,5 @@ impl ChannelLayer for RedisChannelLayer {
 
     fn status(&self) -> Option<watch::Receiver<LayerStatus>> {
         Some(self.inner.status.subscribe())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::owner_process;
-
-    #[test]
-    fn owner_of_specific_names() {
-        assert_eq!(owner_process("specific.abc!3"), Some("abc"));
-        assert_eq!(owner_process("thumbnails"), None);
-        assert_eq!(owner_process("specific.abc"), None);
     }
 }

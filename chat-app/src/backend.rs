@@ -1,0 +1,173 @@
+//! What `--layer` selects: the channel layer, where room history lives and where sessions
+//! live. Every scheme is dispatched here, in [`layer_from_url`], and nowhere else.
+//!
+//! | `--layer` | channel layer | history | sessions |
+//! |---|---|---|---|
+//! | none | in-memory | in memory | in memory |
+//! | `redis://HOST:PORT[/DB]`, several to shard | Redis pub/sub | first server | first server |
+//! | `nats://HOST:PORT` | NATS | none (see below) | in memory |
+//!
+//! On NATS the chat-app keeps no room history: core NATS stores nothing, and the history
+//! store is Redis. The process starts as with `--no-history` and says so in a warning. Its
+//! sessions stay in the process: a login is valid on the process that made it.
+
+use std::sync::Arc;
+
+use switchboard::layer::{
+    InMemoryChannelLayer, NatsChannelLayer, NatsConfig, RedisChannelLayer, RedisConfig, SharedLayer,
+};
+
+use crate::history::{self, History};
+
+/// A process' backends, as its `--layer` URLs say.
+pub struct Backend {
+    /// The channel layer every consumer and worker uses.
+    pub layer: SharedLayer,
+    /// Where room history lives.
+    pub history: History,
+    /// The Redis that keeps sessions (a URL as `fred` reads it), when there is one.
+    pub sessions: Option<String>,
+}
+
+/// Which engine the `--layer` URLs name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerUrl {
+    /// No `--layer`: one process, everything in memory.
+    InMemory,
+    /// `redis://…`, one or several servers (rooms sharded between them).
+    Redis(Vec<String>),
+    /// `nats://HOST:PORT`.
+    Nats(String),
+}
+
+impl LayerUrl {
+    /// Reads the `--layer` values (already split on commas).
+    pub fn parse(urls: &[String]) -> Result<LayerUrl, String> {
+        let Some(first) = urls.first() else {
+            return Ok(LayerUrl::InMemory);
+        };
+        if first.starts_with("nats://") {
+            if urls.len() > 1 {
+                return Err(
+                    "--layer: give one nats:// URL; the client learns the other servers of a \
+                     NATS cluster from it"
+                        .to_owned(),
+                );
+            }
+            return Ok(LayerUrl::Nats(first.clone()));
+        }
+        if let Some(bad) = urls
+            .iter()
+            .find(|url| !url.starts_with("redis://") && !url.starts_with("rediss://"))
+        {
+            return Err(format!(
+                "--layer: unknown layer URL {bad:?}: use redis://HOST:PORT[/DB] or nats://HOST:PORT"
+            ));
+        }
+        Ok(LayerUrl::Redis(urls.to_vec()))
+    }
+}
+
+/// Connects what the `--layer` URLs name, under `prefix`; history only when `history_on`.
+pub async fn layer_from_url(
+    urls: &[String],
+    prefix: &str,
+    history_on: bool,
+) -> Result<Backend, String> {
+    let limits = history::layer_config();
+    match LayerUrl::parse(urls)? {
+        LayerUrl::InMemory => Ok(Backend {
+            layer: Arc::new(InMemoryChannelLayer::with_config(limits)),
+            history: if history_on {
+                History::in_memory()
+            } else {
+                History::off()
+            },
+            sessions: None,
+        }),
+        LayerUrl::Redis(servers) => {
+            let config = RedisConfig::new(servers.clone())
+                .prefix(prefix)
+                .layer(limits);
+            let layer = RedisChannelLayer::connect(config)
+                .await
+                .map_err(|err| err.to_string())?;
+            // History and sessions live on the first server, whatever the sharding of rooms.
+            redis_backend(Arc::new(layer), servers[0].clone(), prefix, history_on).await
+        }
+        LayerUrl::Nats(url) => {
+            let config = NatsConfig::new(url).prefix(prefix).layer(limits);
+            let layer = NatsChannelLayer::connect(config)
+                .await
+                .map_err(|err| err.to_string())?;
+            if history_on {
+                tracing::warn!(
+                    "room history is not kept on the NATS layer (core NATS stores nothing): \
+                     running as with --no-history; use a redis:// layer for history"
+                );
+            }
+            Ok(Backend {
+                layer: Arc::new(layer),
+                history: History::off(),
+                sessions: None,
+            })
+        }
+    }
+}
+
+async fn redis_backend(
+    layer: SharedLayer,
+    store: String,
+    prefix: &str,
+    history_on: bool,
+) -> Result<Backend, String> {
+    let history = if history_on {
+        History::redis(&store, prefix)
+            .await
+            .map_err(|err| err.to_string())?
+    } else {
+        History::off()
+    };
+    Ok(Backend {
+        layer,
+        history,
+        sessions: Some(store),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(urls: &[&str]) -> Result<LayerUrl, String> {
+        LayerUrl::parse(&urls.iter().map(|u| u.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn schemes() {
+        assert_eq!(parse(&[]), Ok(LayerUrl::InMemory));
+        assert_eq!(
+            parse(&["redis://a:1/0", "redis://b:2"]),
+            Ok(LayerUrl::Redis(vec![
+                "redis://a:1/0".into(),
+                "redis://b:2".into()
+            ]))
+        );
+        assert_eq!(
+            parse(&["nats://127.0.0.1:4222"]),
+            Ok(LayerUrl::Nats("nats://127.0.0.1:4222".into()))
+        );
+    }
+
+    #[test]
+    fn bad_urls_say_what_to_write() {
+        for bad in [
+            &["http://a:1"][..],
+            &["redis://a:1", "nats://b:2"],
+            &["nats://a:1", "nats://b:2"],
+        ] {
+            let err = parse(bad).expect_err("refused");
+            assert!(err.starts_with("--layer: "), "{err}");
+        }
+    }
+}
