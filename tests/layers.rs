@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde_json::json;
 use support::nats::{NatsProcess, nats};
 use support::redis::{RedisProcess, redis_url, unique_prefix};
+use support::redis_cluster::RedisCluster;
 use support::*;
 use switchboard::Error;
 use switchboard::layer::{
@@ -573,4 +574,85 @@ async fn a_nats_restart_is_survived_by_the_layer() {
     one.group_send("during", message(3)).await.expect("send");
     assert_eq!(next_n(&mut joined_meanwhile).await, 3);
     assert_eq!(next_n(&mut also_during).await, 3);
+}
+
+/// A Redis Cluster layer through `nodes` under `prefix`, with these limits.
+async fn cluster_layer(nodes: &[String], prefix: &str, limits: LayerConfig) -> RedisChannelLayer {
+    let config = RedisConfig::cluster(nodes.to_vec())
+        .prefix(prefix)
+        .layer(limits);
+    RedisChannelLayer::connect(config).await.expect("connect")
+}
+
+#[tokio::test]
+async fn redis_cluster_layer_conforms() {
+    let Some(cluster) = RedisCluster::shared() else {
+        return;
+    };
+    let prefix = unique_prefix("cluster-conformance");
+    let nodes = cluster.nodes();
+    conformance(|| cluster_layer(&nodes, &prefix, small())).await;
+}
+
+/// On a cluster, groups travel over a few sharded partition channels, not one per group.
+#[tokio::test]
+async fn redis_cluster_layers_in_two_processes_share_groups_over_partitions() {
+    let Some(cluster) = RedisCluster::shared() else {
+        return;
+    };
+    let prefix = unique_prefix("cluster-two");
+    let nodes = cluster.nodes();
+    let connect = || cluster_layer(&nodes, &prefix, LayerConfig::default());
+    let (one, two) = (connect().await, connect().await);
+    two_processes_share_groups_and_direct_sends(&one, &two).await;
+    assert!(two.subscribed_channels().await.is_empty(), "unsubscribed");
+
+    let three = connect().await;
+    let mut members = Vec::new();
+    for n in 0..100 {
+        let member = three.new_channel().await.expect("channel");
+        three
+            .group_add(&format!("room_{n}"), member.name())
+            .await
+            .expect("add");
+        members.push(member);
+    }
+    let channels = three.subscribed_channels().await;
+    assert_eq!(three.subscribed_groups().await.len(), 100);
+    assert_eq!(channels.len(), 16, "one per partition: {channels:?}");
+    let sent = "room_42";
+    two.group_send(sent, message(42)).await.expect("send");
+    assert_eq!(next_n(&mut members[42]).await, 42);
+    for (n, member) in members.iter_mut().enumerate() {
+        if n != 42 {
+            assert!(
+                member.try_recv().is_none(),
+                "room_{n} heard {sent}'s message"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_redis_cluster_worker_gets_each_message_once() {
+    let Some(cluster) = RedisCluster::shared() else {
+        return;
+    };
+    let prefix = unique_prefix("cluster-worker");
+    let nodes = cluster.nodes();
+    let connect = || cluster_layer(&nodes, &prefix, LayerConfig::default());
+    let (web, worker_a, worker_b) = (connect().await, connect().await, connect().await);
+    a_worker_gets_each_message_once(&web, &worker_a, &worker_b).await;
+}
+
+#[tokio::test]
+async fn a_group_send_right_after_a_remote_join_on_a_cluster_is_not_lost() {
+    let Some(cluster) = RedisCluster::shared() else {
+        return;
+    };
+    let prefix = unique_prefix("cluster-join-race");
+    let nodes = cluster.nodes();
+    let connect = || cluster_layer(&nodes, &prefix, LayerConfig::default());
+    let (sender, joiner) = (connect().await, connect().await);
+    a_group_send_right_after_a_remote_join_arrives(&sender, &joiner).await;
 }

@@ -5,6 +5,7 @@
 //! |---|---|---|---|
 //! | none | in-memory | in memory | in memory |
 //! | `redis://HOST:PORT[/DB]`, several to shard | Redis pub/sub | first server | first server |
+//! | `redis+cluster://HOST:PORT[,HOST:PORT...]` | Redis Cluster, sharded pub/sub | the cluster | the cluster |
 //! | `nats://HOST:PORT` | NATS | none (see below) | in memory |
 //!
 //! On NATS the chat-app keeps no room history: core NATS stores nothing, and the history
@@ -36,6 +37,8 @@ pub enum LayerUrl {
     InMemory,
     /// `redis://…`, one or several servers (rooms sharded between them).
     Redis(Vec<String>),
+    /// `redis+cluster://HOST:PORT[,HOST:PORT...]`: the cluster's seed nodes.
+    RedisCluster(Vec<String>),
     /// `nats://HOST:PORT`.
     Nats(String),
 }
@@ -46,6 +49,23 @@ impl LayerUrl {
         let Some(first) = urls.first() else {
             return Ok(LayerUrl::InMemory);
         };
+        if let Some(seed) = first.strip_prefix("redis+cluster://") {
+            // `redis+cluster://a:1,b:2` arrives split: the nodes after the first have no scheme.
+            let mut nodes = vec![seed.to_owned()];
+            for node in &urls[1..] {
+                nodes.push(
+                    node.strip_prefix("redis+cluster://")
+                        .unwrap_or(node)
+                        .to_owned(),
+                );
+            }
+            if let Some(bad) = nodes.iter().find(|node| !is_host_port(node)) {
+                return Err(format!(
+                    "--layer: {bad:?} is not a cluster node: write redis+cluster://HOST:PORT[,HOST:PORT...]"
+                ));
+            }
+            return Ok(LayerUrl::RedisCluster(nodes));
+        }
         if first.starts_with("nats://") {
             if urls.len() > 1 {
                 return Err(
@@ -61,11 +81,17 @@ impl LayerUrl {
             .find(|url| !url.starts_with("redis://") && !url.starts_with("rediss://"))
         {
             return Err(format!(
-                "--layer: unknown layer URL {bad:?}: use redis://HOST:PORT[/DB] or nats://HOST:PORT"
+                "--layer: unknown layer URL {bad:?}: use redis://HOST:PORT[/DB], \
+                 redis+cluster://HOST:PORT[,HOST:PORT...] or nats://HOST:PORT"
             ));
         }
         Ok(LayerUrl::Redis(urls.to_vec()))
     }
+}
+
+fn is_host_port(node: &str) -> bool {
+    node.rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
 /// Connects what the `--layer` URLs name, under `prefix`; history only when `history_on`.
@@ -86,14 +112,12 @@ pub async fn layer_from_url(
             sessions: None,
         }),
         LayerUrl::Redis(servers) => {
-            let config = RedisConfig::new(servers.clone())
-                .prefix(prefix)
-                .layer(limits);
-            let layer = RedisChannelLayer::connect(config)
-                .await
-                .map_err(|err| err.to_string())?;
-            // History and sessions live on the first server, whatever the sharding of rooms.
-            redis_backend(Arc::new(layer), servers[0].clone(), prefix, history_on).await
+            let config = RedisConfig::new(servers).prefix(prefix).layer(limits);
+            redis_backend(config, history_on).await
+        }
+        LayerUrl::RedisCluster(nodes) => {
+            let config = RedisConfig::cluster(nodes).prefix(prefix).layer(limits);
+            redis_backend(config, history_on).await
         }
         LayerUrl::Nats(url) => {
             let config = NatsConfig::new(url).prefix(prefix).layer(limits);
@@ -103,7 +127,8 @@ pub async fn layer_from_url(
             if history_on {
                 tracing::warn!(
                     "room history is not kept on the NATS layer (core NATS stores nothing): \
-                     running as with --no-history; use a redis:// layer for history"
+                     running as with --no-history; use a redis:// or redis+cluster:// layer for \
+                     history"
                 );
             }
             Ok(Backend {
@@ -115,21 +140,23 @@ pub async fn layer_from_url(
     }
 }
 
-async fn redis_backend(
-    layer: SharedLayer,
-    store: String,
-    prefix: &str,
-    history_on: bool,
-) -> Result<Backend, String> {
+/// A Redis layer, with history and sessions on the first server (whatever the sharding of
+/// rooms), or on the cluster.
+async fn redis_backend(config: RedisConfig, history_on: bool) -> Result<Backend, String> {
+    let store = config.client_urls().swap_remove(0);
+    let prefix = config.prefix.clone();
+    let layer = RedisChannelLayer::connect(config)
+        .await
+        .map_err(|err| err.to_string())?;
     let history = if history_on {
-        History::redis(&store, prefix)
+        History::redis(&store, &prefix)
             .await
             .map_err(|err| err.to_string())?
     } else {
         History::off()
     };
     Ok(Backend {
-        layer,
+        layer: Arc::new(layer),
         history,
         sessions: Some(store),
     })
@@ -154,6 +181,14 @@ mod tests {
             ]))
         );
         assert_eq!(
+            parse(&["redis+cluster://a:1", "b:2", "redis+cluster://c:3"]),
+            Ok(LayerUrl::RedisCluster(vec![
+                "a:1".into(),
+                "b:2".into(),
+                "c:3".into()
+            ]))
+        );
+        assert_eq!(
             parse(&["nats://127.0.0.1:4222"]),
             Ok(LayerUrl::Nats("nats://127.0.0.1:4222".into()))
         );
@@ -165,6 +200,8 @@ mod tests {
             &["http://a:1"][..],
             &["redis://a:1", "nats://b:2"],
             &["nats://a:1", "nats://b:2"],
+            &["redis+cluster://a"],
+            &["redis+cluster://a:1", "b:x"],
         ] {
             let err = parse(bad).expect_err("refused");
             assert!(err.starts_with("--layer: "), "{err}");

@@ -66,6 +66,20 @@ impl ChatNode {
         ChatNode::start(Arc::new(layer), history).await
     }
 
+    /// A chat-app on the Redis Cluster reached through `nodes`, under `prefix`, history in
+    /// the cluster, as `chat-app --layer redis+cluster://…` runs it.
+    pub async fn cluster(nodes: &[String], prefix: &str) -> ChatNode {
+        let config = RedisConfig::cluster(nodes.to_vec())
+            .prefix(prefix)
+            .layer(chat_app::history::layer_config());
+        let store = config.client_urls().swap_remove(0);
+        let layer = RedisChannelLayer::connect(config)
+            .await
+            .expect("connect to the Redis Cluster");
+        let history = History::redis(&store, prefix).await.expect("history store");
+        ChatNode::start(Arc::new(layer), history).await
+    }
+
     /// A chat-app on NATS at `url` under `prefix`, as `chat-app --layer nats://…` runs it:
     /// without room history.
     pub async fn nats(url: &str, prefix: &str) -> ChatNode {

@@ -5,6 +5,7 @@
 pub mod chat;
 pub mod nats;
 pub mod redis;
+pub mod redis_cluster;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use fred::prelude::{KeysInterface, ListInterface, PubsubInterface};
+use fred::prelude::{KeysInterface, ListInterface};
 use fred::types::Value;
 use tokio::sync::mpsc;
 
@@ -142,10 +142,12 @@ async fn send(inner: &Inner, shard: &Shard, plan: &Plan<'_>) -> Result<Vec<usize
     let pipeline = shard.publisher.pipeline();
     let mut publishes = 0;
     for merged in &plan.publishes {
-        let channel = inner.group_channel(merged.name);
+        let channel = inner.naming.group_channel(merged.name);
+        let named = inner.naming.names_group_in_payload().then_some(merged.name);
         for events in payload_chunks(&merged.items) {
-            pipeline
-                .publish::<(), _, _>(channel.as_str(), wire::group_payload(&events))
+            inner
+                .naming
+                .publish(&pipeline, &channel, wire::group_payload(named, &events))
                 .await
                 .map_err(Failed::unsent)?;
             publishes += 1;
@@ -155,7 +157,7 @@ async fn send(inner: &Inner, shard: &Shard, plan: &Plan<'_>) -> Result<Vec<usize
     let expiry = i64::try_from(config.expiry.as_secs().max(1)).unwrap_or(i64::MAX);
     let mut capacities = Vec::with_capacity(plan.pushes.len());
     for merged in &plan.pushes {
-        let key = inner.queue_key(merged.name);
+        let key = inner.naming.queue_key(merged.name);
         let capacity = i64::try_from(config.capacity_of(merged.name)).unwrap_or(i64::MAX);
         capacities.push(capacity);
         let items: Vec<&str> = merged.items.iter().map(|e| e.json()).collect();

@@ -3,7 +3,9 @@
 //! A group message is published on `{prefix}:group:{group}` as `{"v":1,"message":EVENT}`; a
 //! direct message on `{prefix}:process:{process}` as `{"v":1,"channel":NAME,"message":EVENT}`,
 //! where `EVENT` is the event's own JSON object, untouched. Several messages for one group that
-//! were queued together travel as one batch, `{"v":2,"messages":[EVENT,...]}`, in order.
+//! were queued together travel as one batch, `{"v":2,"messages":[EVENT,...]}`, in order. On a
+//! Redis Cluster a channel carries the groups of one partition, so group payloads also name
+//! their group: `{"v":1,"group":GROUP,"message":EVENT}`, `{"v":2,"group":GROUP,"messages":[…]}`.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -20,6 +22,8 @@ struct Raw<'a> {
     v: u32,
     #[serde(default)]
     channel: Option<&'a str>,
+    #[serde(default)]
+    group: Option<&'a str>,
     #[serde(borrow, default)]
     message: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -30,16 +34,24 @@ struct Raw<'a> {
 #[derive(Debug)]
 pub(crate) struct Payload<'a> {
     pub channel: Option<&'a str>,
+    pub group: Option<&'a str>,
     pub events: Vec<&'a RawValue>,
 }
 
-/// Wraps events for a group: one event as version 1, several as a version 2 batch.
-pub(crate) fn group_payload(events: &[&str]) -> String {
+/// Wraps events for a group: one event as version 1, several as a version 2 batch; naming the
+/// group when its channel does not (a cluster's partition).
+///
+/// `group` is a valid group name (letters, digits, `-`, `_`, `.`): it needs no escaping.
+pub(crate) fn group_payload(group: Option<&str>, events: &[&str]) -> String {
+    let named = |v: u32| match group {
+        Some(group) => format!("{{\"v\":{v},\"group\":\"{group}\","),
+        None => format!("{{\"v\":{v},"),
+    };
     if let [event] = events {
-        return format!("{{\"v\":{SINGLE},\"message\":{event}}}");
+        return format!("{}\"message\":{event}}}", named(SINGLE));
     }
     // Built in one allocation of the final size: a batch can be hundreds of kilobytes.
-    let head = format!("{{\"v\":{BATCH},\"messages\":[");
+    let head = format!("{}\"messages\":[", named(BATCH));
     let size = head.len() + events.iter().map(|e| e.len() + 1).sum::<usize>() + 2;
     let mut payload = String::with_capacity(size);
     payload.push_str(&head);
@@ -65,6 +77,9 @@ pub(crate) fn direct_payload(channel: &str, event_json: &str) -> Result<String, 
 pub(crate) fn parse(payload: &str) -> Result<Payload<'_>, String> {
     let raw: Raw<'_> = serde_json::from_str(payload).map_err(|e| e.to_string())?;
     let events = match (raw.v, raw.message, raw.messages) {
+        _ if raw.channel.is_some() && raw.group.is_some() => {
+            return Err("a payload for both a channel and a group".to_owned());
+        }
         (SINGLE, Some(message), None) => vec![message],
         (BATCH, None, Some(messages)) if raw.channel.is_none() => messages,
         (SINGLE | BATCH, _, _) => {
@@ -78,6 +93,7 @@ pub(crate) fn parse(payload: &str) -> Result<Payload<'_>, String> {
     };
     Ok(Payload {
         channel: raw.channel,
+        group: raw.group,
         events,
     })
 }
@@ -89,7 +105,7 @@ mod tests {
     #[test]
     fn round_trips_without_touching_the_event() {
         let event = r#"{"type":"chat.message","message":"hé \"x\""}"#;
-        let group = group_payload(&[event]);
+        let group = group_payload(None, &[event]);
         assert!(group.starts_with(r#"{"v":1,"message":"#));
         let parsed = parse(&group).unwrap();
         assert_eq!(parsed.events.len(), 1);
@@ -105,10 +121,23 @@ mod tests {
     #[test]
     fn batches_keep_their_order() {
         let events = [r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":3}"#];
-        let batch = group_payload(&events);
+        let batch = group_payload(None, &events);
         let parsed = parse(&batch).unwrap();
         let got: Vec<&str> = parsed.events.iter().map(|e| e.get()).collect();
         assert_eq!(got, events);
+        assert_eq!(parsed.group, None);
+    }
+
+    #[test]
+    fn a_partition_payload_names_its_group() {
+        let one = group_payload(Some("chat_a.b"), &[r#"{"n":1}"#]);
+        assert_eq!(one, r#"{"v":1,"group":"chat_a.b","message":{"n":1}}"#);
+        let parsed = parse(&one).unwrap();
+        assert_eq!((parsed.group, parsed.channel), (Some("chat_a.b"), None));
+        let batch = group_payload(Some("g"), &[r#"{"n":1}"#, r#"{"n":2}"#]);
+        assert_eq!(batch, r#"{"v":2,"group":"g","messages":[{"n":1},{"n":2}]}"#);
+        assert_eq!(parse(&batch).unwrap().events.len(), 2);
+        assert!(parse(r#"{"v":1,"group":"g","channel":"c","message":{}}"#).is_err());
     }
 
     #[test]
