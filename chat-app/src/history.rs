@@ -11,7 +11,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use fred::prelude::{Builder, ClientLike, Config, KeysInterface, SortedSetsInterface};
+use fred::prelude::{
+    Builder, ClientLike, Config, KeysInterface, ReconnectPolicy, SortedSetsInterface,
+};
 use switchboard::layer::LayerConfig;
 use switchboard::prelude::*;
 use switchboard::worker::{ChannelNameRouter, Worker, WorkerContext};
@@ -136,8 +138,17 @@ impl History {
         let config = Config::from_url(url)
             .map_err(|err| Error::custom(format!("invalid Redis URL {url:?}: {err}")))?;
         let client = Builder::from_config(config)
-            // As the channel layer's connections (see there).
-            .with_connection_config(|c| c.tcp.nodelay = Some(true))
+            // As the channel layer's connections (see there): reconnect for ever, and a command
+            // that gets no answer fails instead of holding a joiner's handshake. Without a
+            // policy a cluster's client stayed broken after a master's failover.
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 1_000, 2))
+            .with_connection_config(|c| {
+                c.tcp.nodelay = Some(true);
+                c.connection_timeout = std::time::Duration::from_secs(5);
+            })
+            .with_performance_config(|p| {
+                p.default_command_timeout = std::time::Duration::from_secs(2);
+            })
             .build()
             .map_err(|err| Error::custom(format!("Redis client for {url}: {err}")))?;
         client

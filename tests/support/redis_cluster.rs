@@ -186,7 +186,8 @@ impl RedisCluster {
         }
     }
 
-    /// Waits until every running node says the cluster is ok and every slot is served.
+    /// Waits until every running node says the cluster is ok and every slot is served, and
+    /// every running replica is in sync with its master.
     pub fn wait_until_healthy(&self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -198,7 +199,11 @@ impl RedisCluster {
                 .collect();
             let healthy = running.iter().all(|port| {
                 let info = cli(*port, &["CLUSTER", "INFO"]);
-                info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384")
+                let replication = cli(*port, &["INFO", "replication"]);
+                info.contains("cluster_state:ok")
+                    && info.contains("cluster_slots_ok:16384")
+                    && (replication.contains("role:master")
+                        || replication.contains("master_link_status:up"))
             });
             if healthy {
                 return Ok(());
