@@ -114,7 +114,7 @@ mod tutorial {}
 #[doc = include_str!("../../docs/concepts.md")]
 mod concepts {}
 
-#[cfg(all(doctest, feature = "redis"))]
+#[cfg(all(doctest, feature = "redis", feature = "nats"))]
 #[doc = include_str!("../../docs/scaling.md")]
 mod scaling {}
 
