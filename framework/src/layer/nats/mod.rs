@@ -533,6 +533,10 @@ async fn connect_client(
 ) -> Result<Client> {
     let options = ConnectOptions::new()
         .connection_timeout(config.connect_timeout)
+        // Messages a subscription holds for its listener (the client's default is 65 536):
+        // bounded as the Redis layer's subscriber queue; past it NATS reports a slow consumer
+        // and the messages are lost, logged, instead of growing memory.
+        .subscription_capacity(SUBSCRIPTION_CAPACITY)
         // Reconnect for ever, from 100 ms up to 1 s between attempts, so delivery resumes
         // within seconds of NATS coming back (as the Redis layer).
         .max_reconnects(None)
@@ -591,6 +595,9 @@ async fn listen(
         }
     }
 }
+
+/// Messages one subscription holds for its listener.
+const SUBSCRIPTION_CAPACITY: usize = 4096;
 
 /// Messages delivered between two turns given to the consumers.
 const YIELD_EVERY: usize = 32;
