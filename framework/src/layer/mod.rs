@@ -42,7 +42,7 @@ pub use names::{MAX_NAME_LENGTH, validate_channel_name, validate_group_name};
 pub use nats::{NatsChannelLayer, NatsConfig};
 pub use receiver::ChannelReceiver;
 #[cfg(feature = "redis")]
-pub use redis::{RedisChannelLayer, RedisConfig};
+pub use redis::{DEFAULT_PARTITIONS, RedisChannelLayer, RedisConfig, RedisTopology};
 
 use crate::Result;
 
