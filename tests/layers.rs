@@ -1,17 +1,20 @@
-//! One conformance suite, run against every channel layer: the in-memory layer, and the Redis
-//! layer on a real Redis (`REDIS_URL`, default `redis://127.0.0.1:6379`).
+//! One conformance suite, run against every channel layer: the in-memory layer, the Redis layer
+//! on a real Redis (`REDIS_URL`, default `redis://127.0.0.1:6379`) and the NATS layer on a real
+//! NATS (`NATS_URL`, default `nats://127.0.0.1:4222`, else a private `nats-server`).
 
 mod support;
 
 use std::sync::Arc;
 
 use serde_json::json;
+use support::nats::{NatsProcess, nats};
 use support::redis::{RedisProcess, redis_url, unique_prefix};
+use support::redis_cluster::RedisCluster;
 use support::*;
 use switchboard::Error;
 use switchboard::layer::{
-    ChannelLayer, ChannelReceiver, Envelope, InMemoryChannelLayer, LayerConfig, RedisChannelLayer,
-    RedisConfig,
+    ChannelLayer, ChannelReceiver, Envelope, InMemoryChannelLayer, LayerConfig, LayerStatus,
+    NatsChannelLayer, NatsConfig, RedisChannelLayer, RedisConfig,
 };
 
 fn message(n: u32) -> Arc<Envelope> {
@@ -239,16 +242,12 @@ async fn redis_layer_conforms() {
     conformance(|| redis_layer(&url, &prefix, small())).await;
 }
 
-#[tokio::test]
-async fn redis_layers_in_two_processes_share_groups_and_direct_sends() {
-    let Some(url) = redis_url().await else { return };
-    let prefix = unique_prefix("two");
-    let connect = || async {
-        RedisChannelLayer::connect(RedisConfig::new([url.clone()]).prefix(prefix.clone()))
-            .await
-            .expect("connect")
-    };
-    let (one, two) = (connect().await, connect().await);
+/// Two processes on one engine: a group spans both, a direct send crosses, a member that left
+/// hears nothing more.
+async fn two_processes_share_groups_and_direct_sends(
+    one: &impl ChannelLayer,
+    two: &impl ChannelLayer,
+) {
     let mut on_one = one.new_channel().await.expect("channel");
     let mut on_two = two.new_channel().await.expect("channel");
     one.group_add("room", on_one.name()).await.expect("add");
@@ -266,25 +265,18 @@ async fn redis_layers_in_two_processes_share_groups_and_direct_sends() {
     two.group_discard("room", on_two.name())
         .await
         .expect("discard");
-    assert!(
-        two.subscribed_groups().await.is_empty(),
-        "the last local member left: unsubscribed"
-    );
     one.group_send("room", message(3)).await.expect("send");
     assert_eq!(next_n(&mut on_one).await, 3);
     nothing_more(&mut on_two).await;
 }
 
-#[tokio::test]
-async fn a_worker_in_one_process_gets_each_message_sent_by_another_once() {
-    let Some(url) = redis_url().await else { return };
-    let prefix = unique_prefix("worker");
-    let connect = || async {
-        RedisChannelLayer::connect(RedisConfig::new([url.clone()]).prefix(prefix.clone()))
-            .await
-            .expect("connect")
-    };
-    let (web, worker_a, worker_b) = (connect().await, connect().await, connect().await);
+/// Two workers of one named channel in two processes, a third process sending: each message
+/// reaches exactly one of them.
+async fn a_worker_gets_each_message_once(
+    web: &impl ChannelLayer,
+    worker_a: &impl ChannelLayer,
+    worker_b: &impl ChannelLayer,
+) {
     let mut a = worker_a.receive_channel("jobs").await.expect("receive");
     let mut b = worker_b.receive_channel("jobs").await.expect("receive");
     for n in 0..20 {
@@ -305,17 +297,11 @@ async fn a_worker_in_one_process_gets_each_message_sent_by_another_once() {
     nothing_more(&mut b).await;
 }
 
-#[tokio::test]
-async fn a_group_send_right_after_a_remote_join_is_not_lost() {
-    let Some(url) = redis_url().await else { return };
-    let prefix = unique_prefix("join-race");
-    let connect = || async {
-        RedisChannelLayer::connect(RedisConfig::new([url.clone()]).prefix(prefix.clone()))
-            .await
-            .expect("connect")
-    };
-    let (sender, joiner) = (connect().await, connect().await);
-    // group_add returns only once Redis has the subscription: no warm-up, no retry.
+/// `group_add` returns only once the engine has the subscription: no warm-up, no retry.
+async fn a_group_send_right_after_a_remote_join_arrives(
+    sender: &impl ChannelLayer,
+    joiner: &impl ChannelLayer,
+) {
     for round in 0..50u32 {
         let group = format!("race_{round}");
         let mut member = joiner.new_channel().await.expect("channel");
@@ -330,6 +316,37 @@ async fn a_group_send_right_after_a_remote_join_is_not_lost() {
             .await
             .expect("discard");
     }
+}
+
+#[tokio::test]
+async fn redis_layers_in_two_processes_share_groups_and_direct_sends() {
+    let Some(url) = redis_url().await else { return };
+    let prefix = unique_prefix("two");
+    let connect = || redis_layer(&url, &prefix, LayerConfig::default());
+    let (one, two) = (connect().await, connect().await);
+    two_processes_share_groups_and_direct_sends(&one, &two).await;
+    assert!(
+        two.subscribed_groups().await.is_empty(),
+        "the last local member left: unsubscribed"
+    );
+}
+
+#[tokio::test]
+async fn a_worker_in_one_process_gets_each_message_sent_by_another_once() {
+    let Some(url) = redis_url().await else { return };
+    let prefix = unique_prefix("worker");
+    let connect = || redis_layer(&url, &prefix, LayerConfig::default());
+    let (web, worker_a, worker_b) = (connect().await, connect().await, connect().await);
+    a_worker_gets_each_message_once(&web, &worker_a, &worker_b).await;
+}
+
+#[tokio::test]
+async fn a_group_send_right_after_a_remote_join_is_not_lost() {
+    let Some(url) = redis_url().await else { return };
+    let prefix = unique_prefix("join-race");
+    let connect = || redis_layer(&url, &prefix, LayerConfig::default());
+    let (sender, joiner) = (connect().await, connect().await);
+    a_group_send_right_after_a_remote_join_arrives(&sender, &joiner).await;
 }
 
 #[tokio::test]
@@ -443,4 +460,201 @@ async fn a_group_message_redis_answers_late_reaches_a_member_once() {
     {
         panic!("delivered twice: {}", envelope.json());
     }
+}
+
+/// A NATS layer on `url` under `prefix`, with these limits.
+async fn nats_layer(url: &str, prefix: &str, limits: LayerConfig) -> NatsChannelLayer {
+    let config = NatsConfig::new(url).prefix(prefix).layer(limits);
+    NatsChannelLayer::connect(config).await.expect("connect")
+}
+
+#[tokio::test]
+async fn nats_layer_conforms() {
+    let Some(nats) = nats().await else { return };
+    let prefix = unique_prefix("conformance");
+    conformance(|| nats_layer(&nats.url, &prefix, small())).await;
+}
+
+#[tokio::test]
+async fn nats_layers_in_two_processes_share_groups_and_direct_sends() {
+    let Some(nats) = nats().await else { return };
+    let prefix = unique_prefix("two");
+    let connect = || nats_layer(&nats.url, &prefix, LayerConfig::default());
+    let (one, two) = (connect().await, connect().await);
+    two_processes_share_groups_and_direct_sends(&one, &two).await;
+    assert!(
+        two.subscribed_groups().await.is_empty(),
+        "the last local member left: unsubscribed"
+    );
+}
+
+#[tokio::test]
+async fn a_nats_worker_queue_group_gets_each_message_once() {
+    let Some(nats) = nats().await else { return };
+    let prefix = unique_prefix("worker");
+    let connect = || nats_layer(&nats.url, &prefix, LayerConfig::default());
+    let (web, worker_a, worker_b) = (connect().await, connect().await, connect().await);
+    a_worker_gets_each_message_once(&web, &worker_a, &worker_b).await;
+}
+
+#[tokio::test]
+async fn a_group_send_right_after_a_remote_join_on_nats_is_not_lost() {
+    let Some(nats) = nats().await else { return };
+    let prefix = unique_prefix("join-race");
+    let connect = || nats_layer(&nats.url, &prefix, LayerConfig::default());
+    let (sender, joiner) = (connect().await, connect().await);
+    a_group_send_right_after_a_remote_join_arrives(&sender, &joiner).await;
+}
+
+#[tokio::test]
+async fn nats_layer_refuses_to_start_without_nats() {
+    let mut config = NatsConfig::new("nats://127.0.0.1:1");
+    config.connect_timeout = std::time::Duration::from_millis(500);
+    let err = match NatsChannelLayer::connect(config).await {
+        Ok(_) => panic!("connected to nothing"),
+        Err(err) => err.to_string(),
+    };
+    assert!(
+        err.contains("cannot connect to NATS at nats://127.0.0.1:1"),
+        "{err}"
+    );
+}
+
+/// A NATS outage: the layer says so, keeps delivering to this process' own members, and once
+/// the server is back its groups are subscribed again (including one joined meanwhile).
+#[tokio::test]
+async fn a_nats_restart_is_survived_by_the_layer() {
+    let Some(mut server) = NatsProcess::start() else {
+        return;
+    };
+    let prefix = unique_prefix("nats-outage");
+    let one = nats_layer(&server.url(), &prefix, LayerConfig::default()).await;
+    let two = nats_layer(&server.url(), &prefix, LayerConfig::default()).await;
+    let mut status = one.status().expect("a status");
+    let mut on_one = one.new_channel().await.expect("channel");
+    let mut on_two = two.new_channel().await.expect("channel");
+    one.group_add("before", on_one.name()).await.expect("add");
+    two.group_add("before", on_two.name()).await.expect("add");
+
+    server.stop();
+    within(
+        "layer.disconnected",
+        status.wait_for(|s| *s == LayerStatus::Disconnected),
+    )
+    .await
+    .expect("status");
+    one.group_send("before", message(1))
+        .await
+        .expect("delivered locally");
+    assert_eq!(next_n(&mut on_one).await, 1);
+    let mut joined_meanwhile = one.new_channel().await.expect("channel");
+    one.group_add("during", joined_meanwhile.name())
+        .await
+        .expect("a join while NATS is away");
+    let mut also_during = two.new_channel().await.expect("channel");
+    two.group_add("during", also_during.name())
+        .await
+        .expect("a join while NATS is away");
+
+    server.restart();
+    within(
+        "layer.reconnected",
+        status.wait_for(|s| *s == LayerStatus::Reconnected),
+    )
+    .await
+    .expect("status");
+    let mut two_status = two.status().expect("a status");
+    within(
+        "the second layer back",
+        two_status.wait_for(|s| *s == LayerStatus::Reconnected),
+    )
+    .await
+    .expect("status");
+    two.group_send("before", message(2)).await.expect("send");
+    assert_eq!(next_n(&mut on_one).await, 2);
+    assert_eq!(next_n(&mut on_two).await, 2);
+    one.group_send("during", message(3)).await.expect("send");
+    assert_eq!(next_n(&mut joined_meanwhile).await, 3);
+    assert_eq!(next_n(&mut also_during).await, 3);
+}
+
+/// A Redis Cluster layer through `nodes` under `prefix`, with these limits.
+async fn cluster_layer(nodes: &[String], prefix: &str, limits: LayerConfig) -> RedisChannelLayer {
+    let config = RedisConfig::cluster(nodes.to_vec())
+        .prefix(prefix)
+        .layer(limits);
+    RedisChannelLayer::connect(config).await.expect("connect")
+}
+
+#[tokio::test]
+async fn redis_cluster_layer_conforms() {
+    let Some(cluster) = RedisCluster::shared() else {
+        return;
+    };
+    let prefix = unique_prefix("cluster-conformance");
+    let nodes = cluster.nodes();
+    conformance(|| cluster_layer(&nodes, &prefix, small())).await;
+}
+
+/// On a cluster, groups travel over a few sharded partition channels, not one per group.
+#[tokio::test]
+async fn redis_cluster_layers_in_two_processes_share_groups_over_partitions() {
+    let Some(cluster) = RedisCluster::shared() else {
+        return;
+    };
+    let prefix = unique_prefix("cluster-two");
+    let nodes = cluster.nodes();
+    let connect = || cluster_layer(&nodes, &prefix, LayerConfig::default());
+    let (one, two) = (connect().await, connect().await);
+    two_processes_share_groups_and_direct_sends(&one, &two).await;
+    assert!(two.subscribed_channels().await.is_empty(), "unsubscribed");
+
+    let three = connect().await;
+    let mut members = Vec::new();
+    for n in 0..100 {
+        let member = three.new_channel().await.expect("channel");
+        three
+            .group_add(&format!("room_{n}"), member.name())
+            .await
+            .expect("add");
+        members.push(member);
+    }
+    let channels = three.subscribed_channels().await;
+    assert_eq!(three.subscribed_groups().await.len(), 100);
+    assert_eq!(channels.len(), 16, "one per partition: {channels:?}");
+    let sent = "room_42";
+    two.group_send(sent, message(42)).await.expect("send");
+    assert_eq!(next_n(&mut members[42]).await, 42);
+    for (n, member) in members.iter_mut().enumerate() {
+        if n != 42 {
+            assert!(
+                member.try_recv().is_none(),
+                "room_{n} heard {sent}'s message"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_redis_cluster_worker_gets_each_message_once() {
+    let Some(cluster) = RedisCluster::shared() else {
+        return;
+    };
+    let prefix = unique_prefix("cluster-worker");
+    let nodes = cluster.nodes();
+    let connect = || cluster_layer(&nodes, &prefix, LayerConfig::default());
+    let (web, worker_a, worker_b) = (connect().await, connect().await, connect().await);
+    a_worker_gets_each_message_once(&web, &worker_a, &worker_b).await;
+}
+
+#[tokio::test]
+async fn a_group_send_right_after_a_remote_join_on_a_cluster_is_not_lost() {
+    let Some(cluster) = RedisCluster::shared() else {
+        return;
+    };
+    let prefix = unique_prefix("cluster-join-race");
+    let nodes = cluster.nodes();
+    let connect = || cluster_layer(&nodes, &prefix, LayerConfig::default());
+    let (sender, joiner) = (connect().await, connect().await);
+    a_group_send_right_after_a_remote_join_arrives(&sender, &joiner).await;
 }

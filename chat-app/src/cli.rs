@@ -25,12 +25,15 @@ pub struct Cli {
     #[arg(short = 'p', long)]
     pub port: Option<u16>,
 
-    /// Channel layer: Redis URL(s) `redis://HOST:PORT[/DB]`, repeated or comma-separated; several
-    /// servers shard rooms between them. Without it, the in-memory layer serves one process.
+    /// Channel layer: Redis URL(s) `redis://HOST:PORT[/DB]`, repeated or comma-separated (several
+    /// servers shard rooms between them), `redis+cluster://HOST:PORT[,HOST:PORT...]` (a Redis
+    /// Cluster) or `nats://HOST:PORT` (no room history there). Without it, the in-memory layer
+    /// serves one process.
     #[arg(long = "layer", env = "CHANNEL_LAYER_URL", value_delimiter = ',')]
     pub layers: Vec<String>,
 
-    /// Prefix of every Redis key and channel, so several applications can share one Redis.
+    /// Prefix of every Redis key and channel (NATS subject), so several applications can share
+    /// one Redis (NATS).
     #[arg(long, default_value = "switchboard")]
     pub layer_prefix: String,
 

@@ -5,6 +5,7 @@
 //! the `ChatConsumer`, [`views`] the HTTP pages, [`rooms`] the rules for room names and
 //! messages that all three follow. The wire contract is `chat-protocol.md`.
 
+pub mod backend;
 pub mod cli;
 pub mod consumers;
 mod decode;

@@ -13,7 +13,7 @@ pub mod testing {}
 #[doc = include_str!("../../docs/workers.md")]
 pub mod workers {}
 
-#[cfg(feature = "redis")]
+#[cfg(all(feature = "redis", feature = "nats"))]
 #[doc = include_str!("../../docs/scaling.md")]
 pub mod scaling {}
 

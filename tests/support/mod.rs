@@ -3,7 +3,9 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 pub mod chat;
+pub mod nats;
 pub mod redis;
+pub mod redis_cluster;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};

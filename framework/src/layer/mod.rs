@@ -23,6 +23,8 @@ mod envelope;
 mod in_memory;
 pub mod log;
 mod names;
+#[cfg(feature = "nats")]
+mod nats;
 mod receiver;
 #[cfg(feature = "redis")]
 mod redis;
@@ -35,10 +37,14 @@ use tokio::sync::watch;
 pub use envelope::{Envelope, Event};
 pub use in_memory::{InMemoryChannelLayer, LayerConfig};
 pub use log::{LogConfig, LogSlice, Position, PositionError};
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub(crate) use names::owner_process;
 pub use names::{MAX_NAME_LENGTH, validate_channel_name, validate_group_name};
+#[cfg(feature = "nats")]
+pub use nats::{NatsChannelLayer, NatsConfig};
 pub use receiver::ChannelReceiver;
 #[cfg(feature = "redis")]
-pub use redis::{RedisChannelLayer, RedisConfig};
+pub use redis::{DEFAULT_PARTITIONS, RedisChannelLayer, RedisConfig, RedisTopology};
 
 use crate::error::Result;
 
