@@ -14,7 +14,11 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use super::log::memory::MemoryLogs;
 use super::log::{LogConfig, LogPatterns, LogSlice, Position};
 use super::names::validate_named_channel;
-use super::{ChannelLayer, ChannelReceiver, Envelope, validate_channel_name, validate_group_name};
+use super::presence::{PresenceConfig, PresenceTracker};
+use super::{
+    ChannelLayer, ChannelReceiver, Envelope, SharedLayer, validate_channel_name,
+    validate_group_name,
+};
 use crate::error::{Error, Result};
 
 /// Limits of a channel layer, with Channels' defaults.
@@ -45,6 +49,9 @@ pub struct LayerConfig {
     /// The groups that keep a log, and the budget of all logs together; see
     /// [`LayerConfig::group_log`]. None by default.
     pub logs: LogPatterns,
+    /// How [presence](super::presence) is kept: how often changes go out, heartbeats, when a
+    /// silent process is gone.
+    pub presence: PresenceConfig,
 }
 
 impl Default for LayerConfig {
@@ -55,6 +62,7 @@ impl Default for LayerConfig {
             group_expiry: Duration::from_secs(86_400),
             channel_capacity: Vec::new(),
             logs: LogPatterns::default(),
+            presence: PresenceConfig::default(),
         }
     }
 }
@@ -114,6 +122,12 @@ impl LayerConfig {
     /// logs live in Redis, bounded by their size and time to live.
     pub fn log_budget(mut self, bytes: usize) -> Self {
         self.logs.budget = bytes;
+        self
+    }
+
+    /// Sets [`LayerConfig::presence`].
+    pub fn presence(mut self, presence: PresenceConfig) -> Self {
+        self.presence = presence;
         self
     }
 
@@ -246,6 +260,7 @@ struct Inner {
     process: String,
     next_channel: AtomicU64,
     state: Mutex<State>,
+    presence: PresenceTracker,
 }
 
 impl Inner {
@@ -280,14 +295,21 @@ impl InMemoryChannelLayer {
     /// A layer with the given limits.
     pub fn with_config(config: LayerConfig) -> InMemoryChannelLayer {
         let state = Mutex::new(State::new(&config));
-        InMemoryChannelLayer {
-            inner: Arc::new(Inner {
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
+            let weak = weak.clone();
+            let presence = PresenceTracker::new(config.presence.clone(), move || {
+                let inner = weak.upgrade()?;
+                Some(Arc::new(InMemoryChannelLayer { inner }) as SharedLayer)
+            });
+            Inner {
                 config,
                 process: Alphanumeric.sample_string(&mut rand::rng(), 12),
                 next_channel: AtomicU64::new(0),
                 state,
-            }),
-        }
+                presence,
+            }
+        });
+        InMemoryChannelLayer { inner }
     }
 
     /// The layer's limits.
@@ -533,6 +555,10 @@ impl ChannelLayer for InMemoryChannelLayer {
         recent: usize,
     ) -> BoxFuture<'a, Result<LogSlice>> {
         futures::future::ready(self.group_log_now(group, since, recent)).boxed()
+    }
+
+    fn presence_tracker(&self) -> Option<&PresenceTracker> {
+        Some(&self.inner.presence)
     }
 }
 

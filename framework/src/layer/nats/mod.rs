@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     ChannelLayer, ChannelReceiver, Envelope, InMemoryChannelLayer, LayerConfig, LayerStatus,
-    owner_process, validate_channel_name, validate_group_name,
+    PresenceTracker, SharedLayer, owner_process, validate_channel_name, validate_group_name,
 };
 use crate::{Error, Result};
 use subject::Subjects;
@@ -113,6 +113,8 @@ struct Inner {
     status: watch::Sender<LayerStatus>,
     /// Cancelled when the layer is dropped: every listener it started stops.
     closed: CancellationToken,
+    /// Presence across the processes sharing this NATS.
+    presence: PresenceTracker,
 }
 
 impl Drop for Inner {
@@ -152,17 +154,25 @@ impl NatsChannelLayer {
         let (events, mut connection_events) = mpsc::unbounded_channel();
         let client = connect_client(&config, events).await?;
         let (status, _) = watch::channel(LayerStatus::Connected);
+        let presence = config.layer.presence.clone();
         let layer = NatsChannelLayer {
-            inner: Arc::new(Inner {
-                local: InMemoryChannelLayer::with_config(config.layer),
-                client,
-                subjects,
-                url: config.url,
-                command_timeout: config.command_timeout,
-                groups: Mutex::new(HashMap::new()),
-                connected: AtomicBool::new(true),
-                status,
-                closed: CancellationToken::new(),
+            inner: Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+                let weak = weak.clone();
+                Inner {
+                    local: InMemoryChannelLayer::with_config(config.layer),
+                    client,
+                    subjects,
+                    url: config.url,
+                    command_timeout: config.command_timeout,
+                    groups: Mutex::new(HashMap::new()),
+                    connected: AtomicBool::new(true),
+                    status,
+                    closed: CancellationToken::new(),
+                    presence: PresenceTracker::new(presence, move || {
+                        let inner = weak.upgrade()?;
+                        Some(Arc::new(NatsChannelLayer { inner }) as SharedLayer)
+                    }),
+                }
             }),
         };
         let own = layer
@@ -682,6 +692,10 @@ impl ChannelLayer for NatsChannelLayer {
 
     fn status(&self) -> Option<watch::Receiver<LayerStatus>> {
         Some(self.inner.status.subscribe())
+    }
+
+    fn presence_tracker(&self) -> Option<&PresenceTracker> {
+        Some(&self.inner.presence)
     }
 }
 

@@ -36,7 +36,8 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{
     ChannelLayer, ChannelReceiver, Envelope, InMemoryChannelLayer, LayerConfig, LayerStatus,
-    LogSlice, Position, owner_process, validate_channel_name, validate_group_name,
+    LogSlice, Position, PresenceTracker, SharedLayer, owner_process, validate_channel_name,
+    validate_group_name,
 };
 use crate::error::{Error, Result};
 use crate::layer::log::LogPatterns;
@@ -180,6 +181,8 @@ struct Inner {
     full_channels: std::sync::Mutex<HashMap<String, Instant>>,
     /// Woken when every listener's backlog is short again (see [`Inner::wait_for_listeners`]).
     caught_up: Notify,
+    /// Presence across the processes sharing this Redis.
+    presence: PresenceTracker,
 }
 
 /// What this process is subscribed to.
@@ -262,17 +265,25 @@ impl RedisChannelLayer {
             queues.push(queued);
         }
         let (status, _) = watch::channel(LayerStatus::Connected);
+        let presence = config.layer.presence.clone();
         let layer = RedisChannelLayer {
-            inner: Arc::new(Inner {
-                local,
-                logs,
-                naming: Naming::new(&config.prefix, config.topology),
-                shards,
-                command_timeout: config.command_timeout,
-                subscriptions: Mutex::new(Subscriptions::default()),
-                status,
-                full_channels: std::sync::Mutex::new(HashMap::new()),
-                caught_up: Notify::new(),
+            inner: Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+                let weak = weak.clone();
+                Inner {
+                    local,
+                    logs,
+                    naming: Naming::new(&config.prefix, config.topology),
+                    shards,
+                    command_timeout: config.command_timeout,
+                    subscriptions: Mutex::new(Subscriptions::default()),
+                    status,
+                    full_channels: std::sync::Mutex::new(HashMap::new()),
+                    caught_up: Notify::new(),
+                    presence: PresenceTracker::new(presence, move || {
+                        let inner = weak.upgrade()?;
+                        Some(Arc::new(RedisChannelLayer { inner }) as SharedLayer)
+                    }),
+                }
             }),
         };
         let own = layer
@@ -871,5 +882,9 @@ impl ChannelLayer for RedisChannelLayer {
 
     fn status(&self) -> Option<watch::Receiver<LayerStatus>> {
         Some(self.inner.status.subscribe())
+    }
+
+    fn presence_tracker(&self) -> Option<&PresenceTracker> {
+        Some(&self.inner.presence)
     }
 }
