@@ -40,7 +40,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         LayerConfig::default()
     } else {
         rooms::layer_config(cli.history_ttl(), cli.history_budget())
-    };
+    }
+    .presence(cli.presence());
     let Backend {
         layer,
         history,
@@ -48,6 +49,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     } = layer_from_url(&cli.layers, &cli.layer_prefix, limits).await?;
     let state = AppState {
         history_limit: if history { rooms::HISTORY_LIMIT } else { 0 },
+        presence: !cli.no_presence,
     };
 
     // Flags first, so a typo is reported before anything connects.

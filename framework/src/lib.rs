@@ -92,7 +92,9 @@ pub mod prelude {
         CloseCode, ConsumerApp, DecodeError, HttpRequest, JsonWebsocketConsumer, Message, NoEvent,
         Websocket, WebsocketConsumer, handler, response,
     };
-    pub use crate::layer::{ChannelLayer, Event, InMemoryChannelLayer, LayerStatus, SharedLayer};
+    pub use crate::layer::{
+        ChannelLayer, Event, InMemoryChannelLayer, LayerStatus, PresenceEvent, SharedLayer,
+    };
     pub use crate::middleware::{
         AllowedHostsOriginValidator, AllowedOrigins, AuthBackend, AuthMiddlewareStack,
         CookieMiddleware, OriginValidator, SessionConfig, SessionKey, SessionMiddleware, login,

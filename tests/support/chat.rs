@@ -12,7 +12,7 @@ use switchboard::layer::{
 };
 use switchboard::server::ServerConfig;
 
-use super::{Client, TestServer, assert_quiet, recv_json, send_json};
+use super::{Client, QUIET, TestServer, recv_json, send_json};
 
 /// The WebSocket path of a room.
 pub fn room(name: &str) -> String {
@@ -29,6 +29,37 @@ pub async fn say(client: &mut Client, message: &str) {
 pub struct Heard {
     pub message: String,
     pub user: String,
+}
+
+/// Whether an event is the room's presence (`presence.state`, `presence.diff`), which comes and
+/// goes with other members whatever a test is about.
+pub fn is_presence(event: &Value) -> bool {
+    event["type"]
+        .as_str()
+        .is_some_and(|kind| kind.starts_with("presence."))
+}
+
+/// The next event that is not presence.
+pub async fn recv_event(client: &mut Client) -> Value {
+    loop {
+        let event = recv_json(client).await;
+        if !is_presence(&event) {
+            return event;
+        }
+    }
+}
+
+/// Asserts that no event but presence arrives within `wait`.
+pub async fn assert_no_event_for(client: &mut Client, wait: std::time::Duration) {
+    let next = tokio::time::timeout(wait, recv_event(client)).await;
+    if let Ok(event) = next {
+        panic!("expected no event, got {event}");
+    }
+}
+
+/// Asserts that no event but presence arrives within [`QUIET`].
+pub async fn assert_no_event(client: &mut Client) {
+    assert_no_event_for(client, QUIET).await;
 }
 
 /// The next chat message, skipping informational events (history, presence, layer notices);
@@ -136,7 +167,10 @@ impl ChatNode {
             .expect("connect to NATS");
         let layer: SharedLayer = Arc::new(layer);
         let server = TestServer::start_with_layer(
-            chat_app::routing::application(AppState { history_limit: 0 }),
+            chat_app::routing::application(AppState {
+                history_limit: 0,
+                ..AppState::default()
+            }),
             ServerConfig::default(),
             Arc::clone(&layer),
         )
@@ -162,7 +196,7 @@ pub async fn two_processes_chat_as_one_room(one: &ChatNode, two: &ChatNode) {
     say(&mut bob, "from two").await;
     assert_eq!(heard(&mut ann).await.message, "from two");
     assert_eq!(heard(&mut bob).await.message, "from two");
-    assert_quiet(&mut elsewhere).await;
+    assert_no_event(&mut elsewhere).await;
 }
 
 /// Two senders on two processes send 250 each, interleaved; listeners on both processes get

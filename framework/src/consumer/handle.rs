@@ -365,7 +365,7 @@ impl Websocket {
     ///
     ///     async fn connect(&mut self, ws: &mut Websocket) -> Result<()> {
     ///         let user = ws.scope().user.username().unwrap_or("guest").to_owned();
-    ///         ws.presence_track("chat_lobby", &user, serde_json::json!({"device": "web"})).await?;
+    ///         ws.presence_track("chat_lobby", &user, &serde_json::json!({"device": "web"})).await?;
     ///         ws.presence_watch("chat_lobby").await?;
     ///         ws.accept().await
     ///     }
