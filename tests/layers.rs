@@ -14,7 +14,8 @@ use support::*;
 use switchboard::Error;
 use switchboard::layer::{
     ChannelLayer, ChannelReceiver, Envelope, InMemoryChannelLayer, LayerConfig, LayerStatus,
-    NatsChannelLayer, NatsConfig, RedisChannelLayer, RedisConfig,
+    NatsChannelLayer, NatsConfig, PresenceConfig, PresenceEntry, PresenceEvent, RedisChannelLayer,
+    RedisConfig,
 };
 
 fn message(n: u32) -> Arc<Envelope> {
@@ -220,6 +221,116 @@ async fn named_channel(layer: &impl ChannelLayer) {
 
 fn small() -> LayerConfig {
     LayerConfig::default().capacity(3)
+}
+
+/// Presence fast enough for tests: changes every 50 ms, a process silent for 2 s is gone.
+fn fast_presence() -> LayerConfig {
+    LayerConfig::default().presence(
+        PresenceConfig::default()
+            .interval(std::time::Duration::from_millis(50))
+            .heartbeat(std::time::Duration::from_millis(500))
+            .timeout(std::time::Duration::from_secs(2)),
+    )
+}
+
+fn keys(entries: &[PresenceEntry]) -> Vec<(String, usize)> {
+    entries
+        .iter()
+        .map(|e| (e.key.clone(), e.metas.len()))
+        .collect()
+}
+
+/// Applies `watcher`'s presence events until it sees `expected` (key, connections).
+async fn presence_until(
+    watcher: &mut ChannelReceiver,
+    seen: &mut std::collections::BTreeMap<String, usize>,
+    expected: &[(&str, usize)],
+) {
+    let expected: std::collections::BTreeMap<String, usize> = expected
+        .iter()
+        .map(|(key, n)| ((*key).to_owned(), *n))
+        .collect();
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while *seen != expected {
+        let Ok(Some(envelope)) = tokio::time::timeout_at(deadline, watcher.recv()).await else {
+            panic!("the watcher sees {seen:?}, not {expected:?}");
+        };
+        match &**envelope.presence_event().expect("a presence event") {
+            PresenceEvent::State { entries, .. } => {
+                *seen = keys(entries).into_iter().collect();
+            }
+            PresenceEvent::Diff { joins, leaves, .. } => {
+                for key in leaves {
+                    seen.remove(key);
+                }
+                seen.extend(keys(joins));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// Presence across two processes (or one, given twice): entries tracked on either are listed
+/// alike on both, watchers on both get the state and then the diffs, and an untracked
+/// connection leaves everyone's list.
+async fn presence_is_shared(one: &impl ChannelLayer, two: &impl ChannelLayer) {
+    let (tracker_one, tracker_two) = (
+        one.presence_tracker().expect("a tracker"),
+        two.presence_tracker().expect("a tracker"),
+    );
+    let mut amy = one.new_channel().await.expect("channel");
+    let mut bob = two.new_channel().await.expect("channel");
+    let bob_tab = two.new_channel().await.expect("channel");
+    tracker_one
+        .track("room", amy.name(), "amy", json!({"on": 1}))
+        .await
+        .expect("track");
+    tracker_one.watch("room", amy.name()).await.expect("watch");
+    tracker_two
+        .track("room", bob.name(), "bob", json!({"on": 2}))
+        .await
+        .expect("track");
+    tracker_two
+        .track("room", bob_tab.name(), "bob", json!({"on": 2}))
+        .await
+        .expect("track");
+    tracker_two.watch("room", bob.name()).await.expect("watch");
+    let everyone = [("amy", 1), ("bob", 2)];
+    let (mut seen_by_amy, mut seen_by_bob) = Default::default();
+    presence_until(&mut amy, &mut seen_by_amy, &everyone).await;
+    presence_until(&mut bob, &mut seen_by_bob, &everyone).await;
+    let listed = keys(&one.presence("room").await.expect("list"));
+    assert_eq!(listed, keys(&two.presence("room").await.expect("list")));
+    assert_eq!(listed, [("amy".into(), 1), ("bob".into(), 2)]);
+
+    tracker_two.forget(bob_tab.name());
+    presence_until(&mut amy, &mut seen_by_amy, &[("amy", 1), ("bob", 1)]).await;
+    tracker_two
+        .untrack("room", bob.name())
+        .await
+        .expect("untrack");
+    presence_until(&mut amy, &mut seen_by_amy, &[("amy", 1)]).await;
+    presence_until(&mut bob, &mut seen_by_bob, &[("amy", 1)]).await;
+    tracker_one.forget(amy.name());
+    tracker_two.forget(bob.name());
+    assert!(
+        one.presence("elsewhere").await.expect("list").is_empty(),
+        "a group nobody is in"
+    );
+}
+
+#[tokio::test]
+async fn presence_on_the_in_memory_layer() {
+    let layer = InMemoryChannelLayer::with_config(fast_presence());
+    presence_is_shared(&layer, &layer).await;
+}
+
+#[tokio::test]
+async fn presence_on_redis_across_two_processes() {
+    let Some(url) = redis_url().await else { return };
+    let prefix = unique_prefix("presence");
+    let connect = || redis_layer(&url, &prefix, fast_presence());
+    presence_is_shared(&connect().await, &connect().await).await;
 }
 
 /// A Redis layer at `url` under `prefix`, with these limits.
@@ -469,6 +580,14 @@ async fn nats_layer(url: &str, prefix: &str, limits: LayerConfig) -> NatsChannel
 }
 
 #[tokio::test]
+async fn presence_on_nats_across_two_processes() {
+    let Some(nats) = nats().await else { return };
+    let prefix = unique_prefix("presence");
+    let connect = || nats_layer(&nats.url, &prefix, fast_presence());
+    presence_is_shared(&connect().await, &connect().await).await;
+}
+
+#[tokio::test]
 async fn nats_layer_conforms() {
     let Some(nats) = nats().await else { return };
     let prefix = unique_prefix("conformance");
@@ -594,6 +713,17 @@ async fn redis_cluster_layer_conforms() {
     let prefix = unique_prefix("cluster-conformance");
     let nodes = cluster.nodes();
     conformance(|| cluster_layer(&nodes, &prefix, small())).await;
+}
+
+#[tokio::test]
+async fn presence_on_a_redis_cluster_across_two_processes() {
+    let Some(cluster) = RedisCluster::shared() else {
+        return;
+    };
+    let prefix = unique_prefix("cluster-presence");
+    let nodes = cluster.nodes();
+    let connect = || cluster_layer(&nodes, &prefix, fast_presence());
+    presence_is_shared(&connect().await, &connect().await).await;
 }
 
 /// On a cluster, groups travel over a few sharded partition channels, not one per group.
