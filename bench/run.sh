@@ -6,7 +6,8 @@
 #   QUICK=1 bash bench/run.sh      # sanity run: short phases, 1 repeat, small idle counts (~5 min)
 #
 # Knobs (environment): REPEATS, SCENARIOS ("fanout-10x10 fanout-10x10-nohistory fanout-1x1000
-# idle redis redis-nohistory"; also "cluster cluster-nohistory nats", not run by default),
+# idle burst redis redis-nohistory"; also "cluster cluster-nohistory nats", not run by default),
+# BURST (1000: members of the presence join burst),
 # IDLE_BASE (10000), IDLE_MAX (19000), BUDGET (maxrate seconds per search), DURATION, WARMUP,
 # GRACE (seconds of one measured phase), FIXED_DURATION, CHAT_LOG_LEVEL (warn), OUT (results
 # directory), REDIS_SERVER (redis-server binary; the Redis scenario starts its own on a free port),
@@ -40,7 +41,8 @@ else
     GRACE=${GRACE:-1.5}
     FIXED_DURATION=${FIXED_DURATION:-8}
 fi
-SCENARIOS=${SCENARIOS:-"fanout-10x10 fanout-10x10-nohistory fanout-1x1000 idle redis redis-nohistory"}
+SCENARIOS=${SCENARIOS:-"fanout-10x10 fanout-10x10-nohistory fanout-1x1000 idle burst redis redis-nohistory"}
+BURST=${BURST:-1000}
 CHAT_LOG_LEVEL=${CHAT_LOG_LEVEL:-warn}
 LOG_CAP=${LOG_CAP:-20000000}
 REDIS_SERVER=${REDIS_SERVER:-redis-server}
@@ -182,6 +184,8 @@ start_named() {
         # The framework's own cost: the chat-app without its room history, a feature the
         # reference does not have (one more encode, queue hop, decode and store per message).
         chat-app-nohistory) start_server "chat-app" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" --no-history ;;
+        # What presence costs: the chat-app without it (the burst scenario's baseline).
+        chat-app-nopresence) start_server "chat-app" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" --no-presence ;;
         reference) start_server "reference" "$BIN/reference" --bind 127.0.0.1:0 ;;
     esac
 }
@@ -237,6 +241,24 @@ idle_scenario() {
                     --sources 16 --concurrency 128 --hold 2
                 stop_server "$SERVER_PID"
             done
+        done
+    done
+}
+
+# burst_scenario: BURST members join one room within a second, against the chat-app as it ships
+# and against the chat-app without presence (the reference keeps none): presence events per
+# member and the server CPU of the burst.
+burst_scenario() {
+    local rep server
+    for rep in $(seq 1 "$REPEATS"); do
+        for server in chat-app chat-app-nopresence; do
+            start_named "$server"
+            local role=cand
+            [[ $server == chat-app-nopresence ]] && role=base
+            run_load "burst-$BURST" "$role" "$server" "$rep" burst \
+                --url "$SERVER_URL" --server-pid "$SERVER_PID" --members "$BURST" --within 1 \
+                --settle 2 --room "burst$rep"
+            stop_server "$SERVER_PID"
         done
     done
 }
@@ -378,12 +400,13 @@ for scenario in $SCENARIOS; do
         fanout-10x10-nohistory) fanout_scenario 10 10 50000 chat-app-nohistory -nohistory ;;
         fanout-1x1000) fanout_scenario 1 1000 50000 ;;
         idle) idle_scenario ;;
+        burst) burst_scenario ;;
         redis) engine_scenario redis ;;
         redis-nohistory) engine_scenario redis --no-history ;;
         cluster) engine_scenario cluster ;;
         cluster-nohistory) engine_scenario cluster --no-history ;;
         nats) engine_scenario nats ;;
-        *) log "unknown scenario $scenario (known: fanout-10x10 fanout-10x10-nohistory fanout-1x1000 idle redis redis-nohistory cluster cluster-nohistory nats)" ;;
+        *) log "unknown scenario $scenario (known: fanout-10x10 fanout-10x10-nohistory fanout-1x1000 idle burst redis redis-nohistory cluster cluster-nohistory nats)" ;;
     esac
 done
 

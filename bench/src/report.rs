@@ -113,6 +113,18 @@ pub fn metrics_for(kind: &str, scenario: &str) -> Vec<Metric> {
                 None,
             ),
         ],
+        // The chat-app against itself without presence: what presence costs.
+        "burst" => vec![
+            metric("/diffs", "presence.diff events", Lower, None),
+            metric(
+                "/max_diffs_per_member",
+                "diffs per member, max",
+                Lower,
+                None,
+            ),
+            metric("/presence_bytes", "presence bytes", Lower, None),
+            metric("/server_cpu_us_per_join", "server CPU us/join", Lower, None),
+        ],
         _ => Vec::new(),
     }
 }
