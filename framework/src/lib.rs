@@ -75,6 +75,8 @@ pub mod routing;
 pub mod scope;
 pub mod server;
 pub mod testing;
+#[cfg(feature = "tower")]
+pub mod tower;
 pub mod transport;
 pub mod worker;
 
