@@ -153,3 +153,172 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::{Ready, ready};
+    use std::net::SocketAddr;
+    use std::task::{Context, Poll};
+
+    use axum::extract::{Extension, Json, Path, Query};
+    use axum::routing::{get, post};
+    use http::Method;
+
+    use super::*;
+    use crate::scope::User;
+    use crate::testing::{HttpCommunicator, WebsocketCommunicator};
+
+    #[derive(Debug, Clone)]
+    struct Tag(&'static str);
+
+    /// A view that reports what axum's extractors found.
+    fn views() -> axum::Router {
+        axum::Router::new()
+            .route(
+                "/echo/{name}",
+                post(
+                    |Path(name): Path<String>,
+                     Query(query): Query<Vec<(String, String)>>,
+                     method: Method,
+                     headers: HeaderMap,
+                     Extension(Tag(tag)): Extension<Tag>,
+                     Extension(user): Extension<User>,
+                     // Extracted, or axum answers 500.
+                     Extension(_layer): Extension<SharedLayer>,
+                     Json(body): Json<serde_json::Value>| async move {
+                        Json(serde_json::json!({
+                            "name": name,
+                            "query": query,
+                            "method": method.as_str(),
+                            "x_custom": headers.get("x-custom").and_then(|v| v.to_str().ok()),
+                            "tag": tag,
+                            "user": user.username(),
+                            "body": body,
+                        }))
+                    },
+                ),
+            )
+            .route(
+                "/client",
+                get(
+                    |Extension(info): Extension<axum::extract::ConnectInfo<SocketAddr>>| async move {
+                        info.0.to_string()
+                    },
+                ),
+            )
+    }
+
+    /// Middleware that logs everyone in as ann.
+    struct LogIn<A>(A);
+
+    impl<A: Application> Application for LogIn<A> {
+        async fn call(&self, mut scope: Scope, conn: Connection) {
+            scope.user = User::authenticated("1", "ann");
+            self.0.call(scope, conn).await
+        }
+    }
+
+    #[tokio::test]
+    async fn the_scope_reaches_axum_as_a_request() {
+        let app = LogIn(TowerService(views()));
+        let response = HttpCommunicator::new(app, Method::POST, "/echo/caf%C3%A9?a=1&a=2")
+            .header("x-custom", "yes")
+            .header("content-type", "application/json")
+            .extension(Tag("from middleware"))
+            .body(r#"{"hello": "axum"}"#)
+            .get_response()
+            .await
+            .unwrap();
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+        let seen: serde_json::Value = response.json().unwrap();
+        assert_eq!(seen["name"], "café");
+        assert_eq!(seen["query"], serde_json::json!([["a", "1"], ["a", "2"]]));
+        assert_eq!(seen["method"], "POST");
+        assert_eq!(seen["x_custom"], "yes");
+        assert_eq!(seen["tag"], "from middleware");
+        assert_eq!(seen["user"], "ann");
+        assert_eq!(seen["body"]["hello"], "axum");
+    }
+
+    #[cfg(feature = "axum")]
+    #[tokio::test]
+    async fn a_router_is_an_application_and_gets_the_client_address() {
+        let client: SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        let response = HttpCommunicator::new(views(), Method::GET, "/client")
+            .client(client)
+            .get_response()
+            .await
+            .unwrap();
+        assert_eq!(response.status, StatusCode::OK);
+        assert_eq!(response.text(), "127.0.0.1:4321");
+    }
+
+    #[tokio::test]
+    async fn a_websocket_routed_to_a_tower_service_is_refused_with_404() {
+        let mut ws = WebsocketCommunicator::new(TowerService(views()), "/client");
+        assert_eq!(ws.connect().await.unwrap().status(), StatusCode::NOT_FOUND);
+    }
+
+    /// A tower service that fails, or whose response body fails.
+    #[derive(Clone)]
+    struct Failing {
+        in_body: bool,
+    }
+
+    /// A body that fails when read.
+    struct BrokenBody;
+
+    impl hyper::body::Body for BrokenBody {
+        type Data = Bytes;
+        type Error = &'static str;
+
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, &'static str>>> {
+            Poll::Ready(Some(Err("the body broke")))
+        }
+    }
+
+    impl Service<Request<Full<Bytes>>> for Failing {
+        type Response = Response<BrokenBody>;
+        type Error = &'static str;
+        type Future = Ready<Result<Response<BrokenBody>, &'static str>>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), &'static str>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _request: Request<Full<Bytes>>) -> Self::Future {
+            ready(match self.in_body {
+                true => Ok(Response::new(BrokenBody)),
+                false => Err("the service failed"),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_service_or_body_is_answered_with_500() {
+        for in_body in [false, true] {
+            let app = TowerService(Failing { in_body });
+            let response = HttpCommunicator::new(app, Method::GET, "/")
+                .get_response()
+                .await
+                .unwrap();
+            assert_eq!(response.status, StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    }
+
+    #[test]
+    fn headers_collect_into_a_header_map_in_order() {
+        let mut map = HeaderMap::new();
+        map.append("cookie", "a=1".parse().unwrap());
+        map.append("x-one", "1".parse().unwrap());
+        map.append("cookie", "b=2".parse().unwrap());
+        let scope = Scope::new(crate::scope::Protocol::Http, "/").with_headers(&map);
+        let back: HeaderMap = scope.headers.into_iter().collect();
+        let cookies: Vec<_> = back.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        assert_eq!(back["x-one"], "1");
+    }
+}
