@@ -17,6 +17,9 @@
 //! | daphne | [`Server`](server::Server) |
 //! | `WebsocketCommunicator`, `HttpCommunicator`, `ApplicationCommunicator` | the same names in [`testing`] |
 //!
+//! With the crate feature `axum` (or `tower`), `switchboard::tower` mounts an application into
+//! an axum router as a tower service, and an axum router into an application.
+//!
 //! ## A room chat in one file
 //!
 //! ```no_run

@@ -13,7 +13,8 @@
 //!   `ProtocolTypeRouter::new().http(..)`. With the feature `axum`, a `Router` is an
 //!   [`Application`] by itself.
 //!
-//! The guide [with axum](crate::guide::axum) walks through both.
+//! The guide `docs/axum.md` ("with axum", rendered as `guide::axum` with the feature `axum`)
+//! walks through both.
 //!
 //! [`Application`]: crate::Application
 
