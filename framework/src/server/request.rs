@@ -1,8 +1,8 @@
 //! Answering one request that a hyper server read, whichever server that is: this one's
 //! (`http1.rs`), or axum's and any tower server's through the tower module's
-//! `ApplicationService`. Plain HTTP gets its body read within
-//! the limit and one response; a WebSocket handshake is checked, answered by the application
-//! within the connect timeout, and upgraded through hyper's upgrade.
+//! `ApplicationService`. Plain HTTP gets its body read within the limit and one response; a
+//! WebSocket handshake is checked, answered by the application within the connect timeout, and
+//! upgraded through hyper's upgrade.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
