@@ -2,55 +2,27 @@
 
 mod support;
 
-use serde_json::{Value, json};
-use support::chat::ChatNode;
+use support::chat::{ChatNode, heard, next_of, room, say};
 use support::redis::{RedisProcess, redis_url, unique_prefix};
 use support::*;
-
-async fn chat_server(urls: &[String], prefix: &str) -> ChatNode {
-    ChatNode::redis(urls, prefix).await
-}
-
-fn room(name: &str) -> String {
-    format!("/ws/chat/{name}/")
-}
-
-async fn say(client: &mut Client, message: &str) {
-    send_json(client, &json!({ "message": message })).await;
-}
-
-/// The next event of `kind`, skipping others.
-async fn next_of(client: &mut Client, kind: &str) -> Value {
-    loop {
-        let event = recv_json(client).await;
-        if event["type"] == kind {
-            return event;
-        }
-    }
-}
-
-async fn heard(client: &mut Client) -> String {
-    let event = next_of(client, "chat.message").await;
-    event["message"].as_str().expect("message").to_owned()
-}
 
 #[tokio::test]
 async fn members_on_two_processes_chat_as_one_room() {
     let Some(url) = redis_url().await else { return };
     let prefix = unique_prefix("two-servers");
-    let one = chat_server(std::slice::from_ref(&url), &prefix).await;
-    let two = chat_server(std::slice::from_ref(&url), &prefix).await;
+    let one = ChatNode::redis(std::slice::from_ref(&url), &prefix).await;
+    let two = ChatNode::redis(std::slice::from_ref(&url), &prefix).await;
 
     let mut ann = one.connect(&room("shared")).await;
     let mut bob = two.connect(&room("shared")).await;
     let mut elsewhere = two.connect(&room("other")).await;
 
     say(&mut ann, "from one").await;
-    assert_eq!(heard(&mut ann).await, "from one");
-    assert_eq!(heard(&mut bob).await, "from one");
+    assert_eq!(heard(&mut ann).await.message, "from one");
+    assert_eq!(heard(&mut bob).await.message, "from one");
     say(&mut bob, "from two").await;
-    assert_eq!(heard(&mut ann).await, "from two");
-    assert_eq!(heard(&mut bob).await, "from two");
+    assert_eq!(heard(&mut ann).await.message, "from two");
+    assert_eq!(heard(&mut bob).await.message, "from two");
     assert_quiet(&mut elsewhere).await;
 }
 
@@ -58,8 +30,8 @@ async fn members_on_two_processes_chat_as_one_room() {
 async fn a_burst_of_500_arrives_complete_and_in_order_per_sender() {
     let Some(url) = redis_url().await else { return };
     let prefix = unique_prefix("burst");
-    let one = chat_server(std::slice::from_ref(&url), &prefix).await;
-    let two = chat_server(std::slice::from_ref(&url), &prefix).await;
+    let one = ChatNode::redis(std::slice::from_ref(&url), &prefix).await;
+    let two = ChatNode::redis(std::slice::from_ref(&url), &prefix).await;
 
     let mut sender_one = one.connect(&room("burst")).await;
     let mut sender_two = two.connect(&room("burst")).await;
@@ -80,7 +52,7 @@ async fn a_burst_of_500_arrives_complete_and_in_order_per_sender() {
         for listener in &mut listeners {
             let (mut next_one, mut next_two) = (0, 0);
             while next_one + next_two < 500 {
-                let text = heard(listener).await;
+                let text = heard(listener).await.message;
                 match text.split_once(' ') {
                     Some(("one", n)) => {
                         assert_eq!(n, next_one.to_string());
@@ -117,8 +89,8 @@ async fn rooms_are_sharded_over_two_redis_servers() {
     };
     let urls = [first.url(), second.url()];
     let prefix = unique_prefix("shards");
-    let one = chat_server(&urls, &prefix).await;
-    let two = chat_server(&urls, &prefix).await;
+    let one = ChatNode::redis(&urls, &prefix).await;
+    let two = ChatNode::redis(&urls, &prefix).await;
 
     let mut pairs = Vec::new();
     for n in 0..8 {
@@ -129,8 +101,8 @@ async fn rooms_are_sharded_over_two_redis_servers() {
     }
     for (name, a, b) in &mut pairs {
         say(a, name).await;
-        assert_eq!(&heard(b).await, name);
-        assert_eq!(&heard(a).await, name);
+        assert_eq!(&heard(b).await.message, name);
+        assert_eq!(&heard(a).await.message, name);
     }
     let on_first = pubsub_channels(first.port);
     let on_second = pubsub_channels(second.port);
@@ -149,14 +121,14 @@ async fn a_redis_restart_is_survived_and_announced() {
     };
     let urls = [redis.url()];
     let prefix = unique_prefix("restart");
-    let one = chat_server(&urls, &prefix).await;
-    let two = chat_server(&urls, &prefix).await;
+    let one = ChatNode::redis(&urls, &prefix).await;
+    let two = ChatNode::redis(&urls, &prefix).await;
     let mut ann = one.connect(&room("outage")).await;
     let mut amy = one.connect(&room("outage")).await;
     let mut bob = two.connect(&room("outage")).await;
     say(&mut ann, "before").await;
-    assert_eq!(heard(&mut bob).await, "before");
-    assert_eq!(heard(&mut amy).await, "before");
+    assert_eq!(heard(&mut bob).await.message, "before");
+    assert_eq!(heard(&mut amy).await.message, "before");
 
     redis.stop();
     for client in [&mut ann, &mut amy, &mut bob] {
@@ -165,7 +137,7 @@ async fn a_redis_restart_is_survived_and_announced() {
     }
     // Members of one process still hear each other while Redis is away.
     say(&mut ann, "during").await;
-    assert_eq!(heard(&mut amy).await, "during");
+    assert_eq!(heard(&mut amy).await.message, "during");
 
     redis.restart();
     for client in [&mut ann, &mut amy, &mut bob] {
@@ -173,6 +145,6 @@ async fn a_redis_restart_is_survived_and_announced() {
         assert!(notice["notice"].is_string(), "{notice}");
     }
     say(&mut bob, "after").await;
-    assert_eq!(heard(&mut ann).await, "after");
-    assert_eq!(heard(&mut amy).await, "after");
+    assert_eq!(heard(&mut ann).await.message, "after");
+    assert_eq!(heard(&mut amy).await.message, "after");
 }

@@ -115,13 +115,6 @@ fn client_addr(client: &Client) -> SocketAddr {
     }
 }
 
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.eq_ignore_ascii_case(name).then(|| value.trim())
-    })
-}
-
 /// A POST of JSON; status, head and body.
 async fn post_json(addr: SocketAddr, path: &str, body: &Value) -> (u16, String, String) {
     let body = body.to_string();

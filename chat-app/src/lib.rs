@@ -8,7 +8,6 @@
 pub mod cli;
 pub mod consumers;
 mod decode;
-pub mod history;
 pub mod rooms;
 pub mod routing;
 pub mod state;

@@ -1,18 +1,19 @@
-//! `chat-app`: serve the group chat until Ctrl-C or SIGTERM, or run its workers
-//! (`chat-app worker chat-history`, Channels' `runworker`).
+//! `chat-app`: serve the group chat until Ctrl-C or SIGTERM.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use chat_app::cli::{Cli, Command};
-use chat_app::history::{self, History};
+use chat_app::cli::Cli;
+use chat_app::rooms;
 use chat_app::routing::{self, Security};
 use chat_app::state::AppState;
 use clap::Parser;
-use switchboard::layer::{InMemoryChannelLayer, RedisChannelLayer, RedisConfig, SharedLayer};
+use switchboard::layer::{
+    InMemoryChannelLayer, LayerConfig, RedisChannelLayer, RedisConfig, SharedLayer,
+};
 use switchboard::middleware::{RedisSessionStore, SessionConfig, SessionKey};
-use switchboard::server::{Server, shutdown_signal};
+use switchboard::server::Server;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -37,54 +38,29 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
-    let (layer, history): (SharedLayer, History) = match cli.layers.first() {
-        None => {
-            let layer = Arc::new(InMemoryChannelLayer::with_config(history::layer_config()));
-            let history = if cli.no_history {
-                History::off()
-            } else {
-                History::in_memory()
-            };
-            (layer, history)
-        }
-        Some(first) => {
-            let config = RedisConfig::new(cli.layers.clone())
-                .prefix(cli.layer_prefix.clone())
-                .layer(history::layer_config());
-            let layer = RedisChannelLayer::connect(config)
-                .await
-                .map_err(|err| err.to_string())?;
-            // History lives on the first Redis server, whatever the sharding of channels.
-            let history = if cli.no_history {
-                History::off()
-            } else {
-                History::redis(first, &cli.layer_prefix)
-                    .await
-                    .map_err(|err| err.to_string())?
-            };
-            (Arc::new(layer), history)
-        }
+    let layer_config = if cli.no_history {
+        LayerConfig::default()
+    } else {
+        rooms::layer_config(cli.history_ttl(), cli.history_budget())
     };
-    let state = AppState { history };
-
-    if let Some(Command::Worker { channels }) = &cli.command {
-        if cli.layers.is_empty() {
-            tracing::warn!(
-                "a worker process on the in-memory layer only hears itself: pass --layer redis://…"
-            );
-        }
-        let running = history::workers(state.history.clone())
-            .spawn(layer, Some(channels))
+    let layer: SharedLayer = if cli.layers.is_empty() {
+        Arc::new(InMemoryChannelLayer::with_config(layer_config))
+    } else {
+        let config = RedisConfig::new(cli.layers.clone())
+            .prefix(cli.layer_prefix.clone())
+            .layer(layer_config);
+        let layer = RedisChannelLayer::connect(config)
             .await
             .map_err(|err| err.to_string())?;
-        println!(
-            "chat-app worker: receiving on {} (Ctrl-C to stop)",
-            channels.join(", ")
-        );
-        shutdown_signal().await;
-        running.shutdown().await;
-        return Ok(());
-    }
+        Arc::new(layer)
+    };
+    let state = AppState {
+        history_limit: if cli.no_history {
+            0
+        } else {
+            rooms::HISTORY_LIMIT
+        },
+    };
 
     // Flags first, so a typo is reported before anything connects.
     let security = Security {
@@ -96,30 +72,17 @@ async fn run(cli: Cli) -> Result<(), String> {
     let server = Server::bind(&address)
         .await
         .map_err(|err| format!("cannot listen on {address}: {err}"))?
-        .channel_layer(Arc::clone(&layer));
-    let workers = if cli.no_workers {
-        None
-    } else {
-        let running = history::workers(state.history.clone())
-            .spawn(layer, None)
-            .await
-            .map_err(|err| err.to_string())?;
-        Some(running)
-    };
+        .channel_layer(layer);
     let addr = server.local_addr().map_err(|err| err.to_string())?;
     println!("switchboard chat: open http://{addr}/ (Ctrl-C to stop)");
-    let served = server
+    server
         .serve(routing::application_with_security(state, security))
-        .await;
-    if let Some(workers) = workers {
-        workers.shutdown().await;
-    }
-    served.map_err(|err| err.to_string())
+        .await
+        .map_err(|err| err.to_string())
 }
 
 /// Sessions signed with `SESSION_SECRET` (or a random key, with a warning), kept in Redis with
-/// `--layer` (on the first server, like room history) so every process reads them, else in
-/// memory.
+/// `--layer` (on the first server) so every process reads them, else in memory.
 async fn sessions(cli: &Cli) -> Result<SessionConfig, String> {
     let key = match std::env::var("SESSION_SECRET") {
         Ok(secret) => {

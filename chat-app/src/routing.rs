@@ -37,10 +37,10 @@ impl Default for Security {
 
 /// WebSocket routes (Channels' `websocket_urlpatterns`).
 pub fn websocket_urlpatterns(state: &AppState) -> URLRouter {
-    let history = state.history.clone();
+    let state = *state;
     URLRouter::new().converter("room", is_room_name).route(
         "/ws/chat/{room_name:room}/",
-        ConsumerApp::new(move || ChatConsumer::new(history.clone())),
+        ConsumerApp::new(move || ChatConsumer::new(state)),
     )
 }
 

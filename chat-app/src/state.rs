@@ -1,19 +1,20 @@
 //! What the chat-app's consumers and views share.
 
-use crate::history::History;
+use crate::rooms::HISTORY_LIMIT;
 
-/// Shared application state, handed to the routing module (Django's settings and stores).
-#[derive(Clone)]
+/// Shared application state, handed to the routing module (Django's settings).
+#[derive(Debug, Clone, Copy)]
 pub struct AppState {
-    /// Where room history lives.
-    pub history: History,
+    /// How many of a room's newest messages a joiner gets; 0 (`--no-history`) for none, and
+    /// then the room's log is not read at all.
+    pub history_limit: usize,
 }
 
-impl AppState {
-    /// State for one process with nothing outside it: history in memory.
-    pub fn in_memory() -> AppState {
+impl Default for AppState {
+    /// Joiners get the last [`HISTORY_LIMIT`] messages.
+    fn default() -> AppState {
         AppState {
-            history: History::in_memory(),
+            history_limit: HISTORY_LIMIT,
         }
     }
 }

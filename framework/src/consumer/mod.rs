@@ -19,7 +19,7 @@ mod runner;
 mod websocket;
 
 pub use app::ConsumerApp;
-pub use handle::Websocket;
+pub use handle::{LogJoin, Websocket};
 pub use http::{HttpRequest, handler};
 pub use json::{DecodeError, JsonWebsocketConsumer};
 pub use message::{CloseCode, Message};

@@ -21,6 +21,7 @@
 
 mod envelope;
 mod in_memory;
+pub mod log;
 mod names;
 mod receiver;
 #[cfg(feature = "redis")]
@@ -33,6 +34,7 @@ use tokio::sync::watch;
 
 pub use envelope::{Envelope, Event};
 pub use in_memory::{InMemoryChannelLayer, LayerConfig};
+pub use log::{LogConfig, LogSlice, Position, PositionError};
 pub use names::{MAX_NAME_LENGTH, validate_channel_name, validate_group_name};
 pub use receiver::ChannelReceiver;
 #[cfg(feature = "redis")]
@@ -75,6 +77,21 @@ pub trait ChannelLayer: Send + Sync + 'static {
     /// with a layer shared by several processes each message reaches one receiver. Dropping the
     /// receiver stops receiving.
     fn receive_channel<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<ChannelReceiver>>;
+
+    /// Reads the log of `group` (see [`log`]): every message after `since` when the log still
+    /// holds them all (`recovered`), else the newest `recent` ones. A group without a log, or a
+    /// layer that keeps none, answers [`LogSlice::none`]. Reading joins nothing: to read what
+    /// a consumer then receives live without a gap or a duplicate, join first (as
+    /// [`Websocket::group_add_with_log`](crate::consumer::Websocket::group_add_with_log) does).
+    fn group_log<'a>(
+        &'a self,
+        group: &'a str,
+        since: Option<&'a Position>,
+        recent: usize,
+    ) -> BoxFuture<'a, Result<LogSlice>> {
+        let _ = (group, since, recent);
+        Box::pin(async { Ok(LogSlice::none()) })
+    }
 
     /// Follows the layer's connection to its backend, for layers that have one (Redis).
     /// `None` for layers that cannot lose it, such as the in-memory layer.

@@ -16,6 +16,7 @@
 //! and tells consumers through [`ChannelLayer::status`]. Delivery across processes is
 //! at-most-once: what is published during an outage is lost.
 
+mod log;
 mod pipeline;
 mod shard;
 mod wire;
@@ -34,9 +35,10 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{
     ChannelLayer, ChannelReceiver, Envelope, InMemoryChannelLayer, LayerConfig, LayerStatus,
-    validate_channel_name, validate_group_name,
+    LogSlice, Position, validate_channel_name, validate_group_name,
 };
 use crate::error::{Error, Result};
+use crate::layer::log::LogPatterns;
 use crate::redis::RedisConnector;
 use pipeline::Outgoing;
 
@@ -95,7 +97,11 @@ struct Shard {
 }
 
 struct Inner {
+    /// This process' members, channels and workers. It keeps no group logs: those live in
+    /// Redis.
     local: InMemoryChannelLayer,
+    /// The groups that keep a log, in Redis.
+    logs: LogPatterns,
     prefix: String,
     /// `{prefix}:group:`, to recognise group messages.
     group_prefix: String,
@@ -181,7 +187,9 @@ impl RedisChannelLayer {
         if config.hosts.is_empty() {
             return Err(Error::Config("no Redis URL given".into()));
         }
-        let local = InMemoryChannelLayer::with_config(config.layer.clone());
+        let mut local_config = config.layer.clone();
+        let logs = std::mem::take(&mut local_config.logs);
+        let local = InMemoryChannelLayer::with_config(local_config);
         let mut shards = Vec::with_capacity(config.hosts.len());
         let mut queues = Vec::with_capacity(config.hosts.len());
         for url in &config.hosts {
@@ -193,6 +201,7 @@ impl RedisChannelLayer {
         let layer = RedisChannelLayer {
             inner: Arc::new(Inner {
                 local,
+                logs,
                 group_prefix: format!("{}:group:", config.prefix),
                 prefix: config.prefix,
                 shards,
@@ -378,6 +387,26 @@ impl RedisChannelLayer {
             }
         }
         self.inner.local.group_send(group, message).await
+    }
+
+    async fn do_group_log(
+        &self,
+        group: &str,
+        since: Option<&Position>,
+        recent: usize,
+    ) -> Result<LogSlice> {
+        validate_group_name(group)?;
+        if self.inner.logs.config_of(group).is_none() {
+            return Ok(LogSlice::none());
+        }
+        let shard = self.group_shard(group);
+        shard.available()?;
+        let read = log::read(&shard.publisher, &self.inner.prefix, group, since, recent);
+        match tokio::time::timeout(self.inner.command_timeout, read).await {
+            Ok(Ok(slice)) => Ok(slice),
+            Ok(Err(err)) => Err(shard.redis.error("reading a group log", err)),
+            Err(_) => Err(shard.redis.error("reading a group log", "timed out")),
+        }
     }
 
     async fn do_send(&self, channel: &str, message: Arc<Envelope>) -> Result<()> {
@@ -679,6 +708,9 @@ async fn deliver(inner: &Inner, message: &RedisMessage) {
         }
     };
     let group = message.channel.strip_prefix(inner.group_prefix.as_str());
+    let first = payload
+        .first
+        .map(|(epoch, offset)| (Arc::<str>::from(epoch), offset));
     for (n, event) in payload.events.into_iter().enumerate() {
         // A batch can hold more messages than a member's queue: let the members' consumers
         // take what they were given before the next ones, or a burst would overflow queues
@@ -688,7 +720,13 @@ async fn deliver(inner: &Inner, message: &RedisMessage) {
         }
         // `event` borrows from `text`, which is `buffer`'s memory.
         let envelope = match Utf8Bytes::try_from(buffer.slice_ref(event.get().as_bytes())) {
-            Ok(json) => Envelope::from_json(json),
+            Ok(json) => match &first {
+                Some((epoch, offset)) => {
+                    let position = Position::new(Arc::clone(epoch), offset + n as u64);
+                    Envelope::from_json_at(json, position)
+                }
+                None => Envelope::from_json(json),
+            },
             Err(err) => {
                 tracing::warn!(channel = %&*message.channel, error = %err, "event is not UTF-8: dropped");
                 continue;
@@ -732,6 +770,15 @@ impl ChannelLayer for RedisChannelLayer {
         message: Arc<Envelope>,
     ) -> BoxFuture<'a, Result<()>> {
         self.do_group_send(group, message).boxed()
+    }
+
+    fn group_log<'a>(
+        &'a self,
+        group: &'a str,
+        since: Option<&'a Position>,
+        recent: usize,
+    ) -> BoxFuture<'a, Result<LogSlice>> {
+        self.do_group_log(group, since, recent).boxed()
     }
 
     fn status(&self) -> Option<watch::Receiver<LayerStatus>> {

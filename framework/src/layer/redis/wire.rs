@@ -3,7 +3,10 @@
 //! A group message is published on `{prefix}:group:{group}` as `{"v":1,"message":EVENT}`; a
 //! direct message on `{prefix}:process:{process}` as `{"v":1,"channel":NAME,"message":EVENT}`,
 //! where `EVENT` is the event's own JSON object, untouched. Several messages for one group that
-//! were queued together travel as one batch, `{"v":2,"messages":[EVENT,...]}`, in order.
+//! were queued together travel as one batch, `{"v":2,"messages":[EVENT,...]}`, in order. Messages
+//! of a group that keeps a log travel as `{"v":3,"epoch":E,"offset":N,"messages":[EVENT,...]}`,
+//! the first at offset `N` of epoch `E` and each next one at the next offset (written by the log's
+//! script, see `log.rs`).
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -13,6 +16,9 @@ pub(crate) const SINGLE: u32 = 1;
 
 /// A batch of events for one group; readers of version 1 only refuse it with a log line.
 pub(crate) const BATCH: u32 = 2;
+
+/// A batch of events for one logged group, with their positions.
+pub(crate) const LOGGED: u32 = 3;
 
 /// A decoded payload, borrowing the events' JSON text from the payload.
 #[derive(Debug, Deserialize)]
@@ -24,13 +30,19 @@ struct Raw<'a> {
     message: Option<&'a RawValue>,
     #[serde(borrow, default)]
     messages: Option<Vec<&'a RawValue>>,
+    #[serde(borrow, default)]
+    epoch: Option<&'a str>,
+    #[serde(default)]
+    offset: Option<u64>,
 }
 
-/// What a payload carries: for a direct message the target channel, and the events in order.
+/// What a payload carries: for a direct message the target channel, and the events in order;
+/// for a logged group the epoch and the first event's offset.
 #[derive(Debug)]
 pub(crate) struct Payload<'a> {
     pub channel: Option<&'a str>,
     pub events: Vec<&'a RawValue>,
+    pub first: Option<(&'a str, u64)>,
 }
 
 /// Wraps events for a group: one event as version 1, several as a version 2 batch.
@@ -64,21 +76,26 @@ pub(crate) fn direct_payload(channel: &str, event_json: &str) -> Result<String, 
 /// Reads a payload, refusing unknown versions and shapes.
 pub(crate) fn parse(payload: &str) -> Result<Payload<'_>, String> {
     let raw: Raw<'_> = serde_json::from_str(payload).map_err(|e| e.to_string())?;
-    let events = match (raw.v, raw.message, raw.messages) {
-        (SINGLE, Some(message), None) => vec![message],
-        (BATCH, None, Some(messages)) if raw.channel.is_none() => messages,
-        (SINGLE | BATCH, _, _) => {
+    let positioned = raw.epoch.zip(raw.offset);
+    let (events, first) = match (raw.v, raw.message, raw.messages, positioned) {
+        (SINGLE, Some(message), None, None) => (vec![message], None),
+        (BATCH, None, Some(messages), None) if raw.channel.is_none() => (messages, None),
+        (LOGGED, None, Some(messages), Some(first)) if raw.channel.is_none() => {
+            (messages, Some(first))
+        }
+        (SINGLE | BATCH | LOGGED, ..) => {
             return Err(format!("malformed version {} payload", raw.v));
         }
-        (other, _, _) => {
+        (other, ..) => {
             return Err(format!(
-                "wire format version {other} (this process reads {SINGLE} and {BATCH})"
+                "wire format version {other} (this process reads {SINGLE} to {LOGGED})"
             ));
         }
     };
     Ok(Payload {
         channel: raw.channel,
         events,
+        first,
     })
 }
 
@@ -112,9 +129,20 @@ mod tests {
     }
 
     #[test]
+    fn logged_batches_carry_the_first_position() {
+        let parsed =
+            parse(r#"{"v":3,"epoch":"ab1","offset":41,"messages":[{"n":1},{"n":2}]}"#).unwrap();
+        assert_eq!(parsed.first, Some(("ab1", 41)));
+        assert_eq!(parsed.events.len(), 2);
+        assert!(parse(r#"{"v":3,"messages":[{}]}"#).is_err());
+        assert!(parse(r#"{"v":3,"epoch":"e","offset":-1,"messages":[{}]}"#).is_err());
+        assert!(parse(r#"{"v":1,"epoch":"e","offset":1,"message":{}}"#).is_err());
+    }
+
+    #[test]
     fn refuses_garbage_and_other_versions() {
         assert!(parse("not json").is_err());
-        assert!(parse(r#"{"v":3,"message":{}}"#).is_err());
+        assert!(parse(r#"{"v":4,"message":{}}"#).is_err());
         assert!(parse(r#"{"v":1}"#).is_err());
         assert!(parse(r#"{"v":2,"message":{}}"#).is_err());
         assert!(parse(r#"{"v":2,"channel":"a","messages":[{}]}"#).is_err());
