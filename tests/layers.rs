@@ -14,8 +14,8 @@ use support::*;
 use switchboard::Error;
 use switchboard::layer::{
     ChannelLayer, ChannelReceiver, Envelope, InMemoryChannelLayer, LayerConfig, LayerStatus,
-    NatsChannelLayer, NatsConfig, PresenceConfig, PresenceEntry, PresenceEvent, RedisChannelLayer,
-    RedisConfig,
+    LogConfig, LogSlice, NatsChannelLayer, NatsConfig, Position, PresenceConfig, PresenceEntry,
+    PresenceEvent, RedisChannelLayer, RedisConfig,
 };
 
 fn message(n: u32) -> Arc<Envelope> {
@@ -333,6 +333,103 @@ async fn presence_on_redis_across_two_processes() {
     presence_is_shared(&connect().await, &connect().await).await;
 }
 
+/// Limits whose `logged*` groups keep a log of 5 messages.
+fn logged() -> LayerConfig {
+    LayerConfig::default().group_log(
+        "logged*",
+        LogConfig::new(5, std::time::Duration::from_secs(300)),
+    )
+}
+
+fn offsets(slice: &LogSlice) -> Vec<u64> {
+    slice
+        .messages
+        .iter()
+        .map(|m| {
+            m.position()
+                .expect("a logged message has a position")
+                .offset
+        })
+        .collect()
+}
+
+/// Group logs, on two "processes" of one engine (or one in-memory layer twice): messages of a
+/// logged group are numbered in order for every member, the log keeps the newest, a read from a
+/// position the log still has recovers exactly what follows, and anything else says it cannot.
+async fn group_logs(sender: &impl ChannelLayer, reader: &impl ChannelLayer) {
+    let mut member = reader.new_channel().await.expect("channel");
+    reader
+        .group_add("logged_room", member.name())
+        .await
+        .expect("add");
+    reader
+        .group_add("plain_room", member.name())
+        .await
+        .expect("add");
+    for n in 1..=7 {
+        sender
+            .group_send("logged_room", message(n))
+            .await
+            .expect("send");
+    }
+    sender
+        .group_send("plain_room", message(99))
+        .await
+        .expect("send");
+    let mut epoch = None;
+    for n in 1..=7 {
+        let envelope = within("a logged message", member.recv())
+            .await
+            .expect("alive");
+        let position = envelope.position().expect("positioned").clone();
+        assert_eq!(position.offset, n);
+        assert_eq!(*epoch.get_or_insert(position.epoch.clone()), position.epoch);
+        assert!(
+            envelope
+                .text()
+                .as_str()
+                .ends_with(&format!(",\"offset\":{n}}}"))
+        );
+    }
+    let plain = within("a plain message", member.recv())
+        .await
+        .expect("alive");
+    assert!(plain.position().is_none(), "no log, no position");
+    let epoch = epoch.expect("an epoch");
+
+    let recent = reader
+        .group_log("logged_room", None, 3)
+        .await
+        .expect("read");
+    assert_eq!(offsets(&recent), [5, 6, 7]);
+    assert_eq!(recent.head, Some(Position::new(epoch.clone(), 7)));
+    assert!(!recent.recovered);
+
+    let since = Position::new(epoch.clone(), 4);
+    let found = reader
+        .group_log("logged_room", Some(&since), 3)
+        .await
+        .expect("read");
+    assert!(found.recovered);
+    assert_eq!(offsets(&found), [5, 6, 7]);
+    for lost in [
+        Position::new(epoch.clone(), 1),
+        Position::new("someOtherEpoch".into(), 4),
+    ] {
+        let slice = reader
+            .group_log("logged_room", Some(&lost), 2)
+            .await
+            .expect("read");
+        assert!(!slice.recovered, "{lost}");
+        assert_eq!(offsets(&slice), [6, 7], "the newest instead");
+    }
+    let none = reader
+        .group_log("plain_room", None, 10)
+        .await
+        .expect("read");
+    assert!(none.head.is_none() && none.messages.is_empty());
+}
+
 /// A Redis layer at `url` under `prefix`, with these limits.
 async fn redis_layer(url: &str, prefix: &str, limits: LayerConfig) -> RedisChannelLayer {
     let config = RedisConfig::new([url.to_owned()])
@@ -344,6 +441,21 @@ async fn redis_layer(url: &str, prefix: &str, limits: LayerConfig) -> RedisChann
 #[tokio::test]
 async fn in_memory_layer_conforms() {
     conformance(|| async { InMemoryChannelLayer::with_config(small()) }).await;
+}
+
+#[tokio::test]
+async fn in_memory_group_logs_conform() {
+    let layer = InMemoryChannelLayer::with_config(logged());
+    group_logs(&layer, &layer).await;
+}
+
+#[tokio::test]
+async fn redis_group_logs_conform_across_two_processes() {
+    let Some(url) = redis_url().await else { return };
+    let prefix = unique_prefix("logs");
+    let one = redis_layer(&url, &prefix, logged()).await;
+    let two = redis_layer(&url, &prefix, logged()).await;
+    group_logs(&one, &two).await;
 }
 
 #[tokio::test]
@@ -579,6 +691,29 @@ async fn nats_layer(url: &str, prefix: &str, limits: LayerConfig) -> NatsChannel
     NatsChannelLayer::connect(config).await.expect("connect")
 }
 
+/// The NATS layer keeps no group logs: messages carry no position and a read finds nothing.
+#[tokio::test]
+async fn nats_keeps_no_group_logs() {
+    let Some(nats) = nats().await else { return };
+    let layer = nats_layer(&nats.url, &unique_prefix("nats-logs"), logged()).await;
+    let mut member = layer.new_channel().await.expect("channel");
+    layer
+        .group_add("logged_room", member.name())
+        .await
+        .expect("add");
+    layer
+        .group_send("logged_room", message(1))
+        .await
+        .expect("send");
+    let envelope = within("a message", member.recv()).await.expect("alive");
+    assert!(envelope.position().is_none());
+    let slice = layer
+        .group_log("logged_room", None, 10)
+        .await
+        .expect("read");
+    assert!(slice.head.is_none() && !slice.recovered);
+}
+
 #[tokio::test]
 async fn presence_on_nats_across_two_processes() {
     let Some(nats) = nats().await else { return };
@@ -724,6 +859,18 @@ async fn presence_on_a_redis_cluster_across_two_processes() {
     let nodes = cluster.nodes();
     let connect = || cluster_layer(&nodes, &prefix, fast_presence());
     presence_is_shared(&connect().await, &connect().await).await;
+}
+
+#[tokio::test]
+async fn redis_cluster_group_logs_conform_across_two_processes() {
+    let Some(cluster) = RedisCluster::shared() else {
+        return;
+    };
+    let prefix = unique_prefix("cluster-logs");
+    let nodes = cluster.nodes();
+    let one = cluster_layer(&nodes, &prefix, logged()).await;
+    let two = cluster_layer(&nodes, &prefix, logged()).await;
+    group_logs(&one, &two).await;
 }
 
 /// On a cluster, groups travel over a few sharded partition channels, not one per group.

@@ -23,5 +23,9 @@ pub mod security {}
 #[doc = include_str!("../../docs/migrating.md")]
 pub mod migrating {}
 
+#[cfg(feature = "axum")]
+#[doc = include_str!("../../docs/axum.md")]
+pub mod axum {}
+
 #[doc = include_str!("../../docs/performance.md")]
 pub mod performance {}

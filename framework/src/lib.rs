@@ -17,6 +17,9 @@
 //! | daphne | [`Server`](server::Server) |
 //! | `WebsocketCommunicator`, `HttpCommunicator`, `ApplicationCommunicator` | the same names in [`testing`] |
 //!
+//! With the crate feature `axum` (or `tower`), `switchboard::tower` mounts an application into
+//! an axum router as a tower service, and an axum router into an application.
+//!
 //! ## A room chat in one file
 //!
 //! ```no_run
@@ -75,6 +78,8 @@ pub mod routing;
 pub mod scope;
 pub mod server;
 pub mod testing;
+#[cfg(feature = "tower")]
+pub mod tower;
 pub mod transport;
 pub mod worker;
 

@@ -312,6 +312,15 @@ impl InMemoryChannelLayer {
         InMemoryChannelLayer { inner }
     }
 
+    /// The local members of a layer shared by several processes (Redis, NATS, …), with
+    /// `config`'s limits but no group logs: a distributed layer keeps those in its backend (or
+    /// keeps none), and numbering messages in each process would give them positions that
+    /// disagree between processes.
+    pub(crate) fn fan_out(mut config: LayerConfig) -> InMemoryChannelLayer {
+        config.logs.patterns.clear();
+        InMemoryChannelLayer::with_config(config)
+    }
+
     /// The layer's limits.
     pub fn config(&self) -> &LayerConfig {
         &self.inner.config

@@ -84,7 +84,7 @@ pub(crate) async fn serve<A: Application>(
         Method::GET,
         &handshake.path_and_query,
         handshake.headers,
-        peer,
+        Some(peer),
         local,
     );
     // The access log's path: as sent, without the query (hyper's `uri().path()`).
@@ -100,7 +100,7 @@ pub(crate) async fn serve<A: Application>(
     // The application runs in this task until it has routed the connection (a consumer then
     // runs in a task of its own), next to the wait for its answer: no task just for that.
     let answered = async {
-        match pending.wait(peer).await {
+        match pending.wait(Some(peer)).await {
             Ok(accepted) => {
                 let answer = response_head(
                     StatusCode::SWITCHING_PROTOCOLS,

@@ -15,7 +15,8 @@ mod config;
 mod direct;
 mod handshake;
 mod http1;
-mod plumbing;
+pub(crate) mod plumbing;
+pub(crate) mod request;
 mod signal;
 
 use std::future::Future;

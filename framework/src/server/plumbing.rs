@@ -1,8 +1,9 @@
 //! What both ways of answering a connection share: the server's shared state, the scope of a
 //! request, the wait for a WebSocket handshake's answer, tungstenite's limits and the access log.
 //!
-//! The hyper path (`http1.rs`) and the direct handshake path (`direct.rs`) are leaves that
-//! import this module (and the handshake checks), never each other.
+//! The hyper path (`http1.rs`, answering through `request.rs`) and the direct handshake path
+//! (`direct.rs`) are leaves that import this module (and the handshake checks), never each
+//! other. The tower service (`crate::tower`) answers through `request.rs` too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,12 +70,12 @@ pub(crate) fn scope_for(
     method: Method,
     path_and_query: &str,
     headers: Headers,
-    peer: SocketAddr,
+    peer: Option<SocketAddr>,
     local: Option<SocketAddr>,
 ) -> Scope {
     let mut scope = Scope::new(protocol, path_and_query).with_headers(headers);
     scope.method = method;
-    scope.client = Some(peer);
+    scope.client = peer;
     scope.server = local;
     scope
 }
@@ -155,7 +156,7 @@ pub(crate) struct PendingAnswer {
 impl PendingAnswer {
     /// Waits up to the connect timeout for the answer: the 101's headers, or the refusal to
     /// send instead.
-    pub(crate) async fn wait(self, peer: SocketAddr) -> Result<Accepted, HttpResponse> {
+    pub(crate) async fn wait(self, peer: Option<SocketAddr>) -> Result<Accepted, HttpResponse> {
         match tokio::time::timeout(self.timeout, self.answer).await {
             Ok(Ok(HandshakeAnswer::Accept {
                 subprotocol,
@@ -169,7 +170,10 @@ impl PendingAnswer {
             // before accept", a refusal.
             Ok(Err(_)) => Err(plain_response(StatusCode::FORBIDDEN)),
             Err(_) => {
-                tracing::warn!(client = %peer, "connect() did not accept or deny within the connect timeout");
+                tracing::warn!(
+                    client = peer.map(tracing::field::display),
+                    "connect() did not accept or deny within the connect timeout"
+                );
                 // Not an abort: the consumer stops connect() and still runs disconnect().
                 if let Some(abandoned) = self.abandoned {
                     abandoned.cancel();

@@ -253,9 +253,8 @@ impl RedisChannelLayer {
         if config.hosts.is_empty() {
             return Err(Error::Config("no Redis URL given".into()));
         }
-        let mut local_config = config.layer.clone();
-        let logs = std::mem::take(&mut local_config.logs);
-        let local = InMemoryChannelLayer::with_config(local_config);
+        let logs = config.layer.logs.clone();
+        let local = InMemoryChannelLayer::fan_out(config.layer.clone());
         let urls = config.client_urls();
         let mut shards = Vec::with_capacity(urls.len());
         let mut queues = Vec::with_capacity(urls.len());
