@@ -10,17 +10,20 @@ use tokio::time::Instant;
 use super::PresenceEntry;
 use super::wire::WireEntry;
 
-/// One tracked connection: the key it is tracked under and its metadata.
+/// One tracked connection: the process it is in, the key it is tracked under and its
+/// metadata (boxed, and no box at all for `null`: most connections carry little or nothing,
+/// and every idle member pays for this).
 #[derive(Debug, Clone)]
 pub(super) struct Track {
+    process: Arc<str>,
     pub(super) key: Arc<str>,
-    pub(super) meta: Value,
+    meta: Option<Box<Value>>,
 }
 
-/// One process' entries in the group.
-#[derive(Default)]
-struct Tracks {
-    conns: HashMap<Arc<str>, Track>,
+impl Track {
+    pub(super) fn meta(&self) -> Value {
+        self.meta.as_deref().cloned().unwrap_or(Value::Null)
+    }
 }
 
 /// How a key's connections changed since the last flush.
@@ -44,8 +47,11 @@ enum Outgoing {
 
 /// A group's replica in one process.
 pub(super) struct Replica {
-    /// Every process' entries, this one's included.
-    processes: HashMap<Arc<str>, Tracks>,
+    /// Every connection's entry, this process' and the others' (connection names are unique
+    /// across processes: they hold their process' id).
+    conns: HashMap<Arc<str>, Track>,
+    /// How many entries each process has here.
+    processes: HashMap<Arc<str>, u32>,
     /// Connections per key across all processes.
     counts: HashMap<Arc<str>, u32>,
     /// Keys changed since the last flush.
@@ -68,6 +74,7 @@ pub(super) struct Replica {
 impl Replica {
     pub(super) fn new() -> Replica {
         Replica {
+            conns: HashMap::new(),
             processes: HashMap::new(),
             counts: HashMap::new(),
             touched: HashMap::new(),
@@ -114,31 +121,47 @@ impl Replica {
         let key = self.intern(key);
         self.touch(&key, true);
         self.count(&key, true);
-        let tracks = self.processes.entry(Arc::clone(process)).or_default();
-        let old = tracks.conns.insert(conn, Track { key, meta });
+        let process = match self.processes.get_key_value(process) {
+            Some((shared, _)) => Arc::clone(shared),
+            None => Arc::clone(process),
+        };
+        *self.processes.entry(Arc::clone(&process)).or_insert(0) += 1;
+        let meta = (!meta.is_null()).then(|| Box::new(meta));
+        let old = self.conns.insert(conn, Track { process, key, meta });
         match old {
             Some(old) => {
-                self.touch(&old.key, false);
-                self.count(&old.key, false);
+                self.forget(&old);
                 false
             }
             None => true,
         }
     }
 
-    /// Removes a connection's entry; whether it was there.
-    fn remove(&mut self, process: &str, conn: &str) -> bool {
-        let Some(tracks) = self.processes.get_mut(process) else {
-            return false;
-        };
-        let Some(old) = tracks.conns.remove(conn) else {
-            return false;
-        };
-        if tracks.conns.is_empty() {
-            self.processes.remove(process);
-        }
+    /// Counts a removed entry out.
+    fn forget(&mut self, old: &Track) {
         self.touch(&old.key, false);
         self.count(&old.key, false);
+        if let Some(entries) = self.processes.get_mut(&old.process) {
+            *entries = entries.saturating_sub(1);
+            if *entries == 0 {
+                self.processes.remove(&old.process);
+            }
+        }
+    }
+
+    /// Removes a connection's entry, if `process` has it; whether it was there.
+    fn remove(&mut self, process: &str, conn: &str) -> bool {
+        if self
+            .conns
+            .get(conn)
+            .is_none_or(|track| &*track.process != process)
+        {
+            return false;
+        }
+        let Some(old) = self.conns.remove(conn) else {
+            return false;
+        };
+        self.forget(&old);
         true
     }
 
@@ -187,12 +210,14 @@ impl Replica {
     pub(super) fn take_outbox(&mut self, own: &str) -> (Vec<WireEntry>, Vec<String>) {
         let mut joins = Vec::new();
         let mut leaves = Vec::new();
-        let tracks = self.processes.get(own);
-        for (conn, change) in self.outbox.drain() {
+        // Taken, not drained: a drained map keeps its buckets, in every idle room.
+        for (conn, change) in std::mem::take(&mut self.outbox) {
             match change {
                 Outgoing::Left => leaves.push(conn.to_string()),
                 Outgoing::New | Outgoing::Updated => {
-                    if let Some(track) = tracks.and_then(|t| t.conns.get(&conn)) {
+                    if let Some(track) = self.conns.get(&conn)
+                        && &*track.process == own
+                    {
                         joins.push(WireEntry::new(&conn, track));
                     }
                 }
@@ -203,18 +228,16 @@ impl Replica {
 
     /// Forgets the unsent changes: a whole state is about to go instead.
     pub(super) fn clear_outbox(&mut self) {
-        self.outbox.clear();
+        self.outbox = HashMap::new();
     }
 
     /// This process' entries, whole.
     pub(super) fn own_entries(&self, own: &str) -> Vec<WireEntry> {
-        self.processes.get(own).map_or_else(Vec::new, |tracks| {
-            tracks
-                .conns
-                .iter()
-                .map(|(conn, track)| WireEntry::new(conn, track))
-                .collect()
-        })
+        self.conns
+            .iter()
+            .filter(|(_, track)| &*track.process == own)
+            .map(|(conn, track)| WireEntry::new(conn, track))
+            .collect()
     }
 
     /// Whether `process` has entries here.
@@ -248,25 +271,27 @@ impl Replica {
 
     /// Forgets every entry of a process (gone, or about to send its whole state).
     pub(super) fn drop_process(&mut self, process: &str) {
-        let Some(tracks) = self.processes.remove(process) else {
+        if !self.processes.contains_key(process) {
             return;
-        };
-        for track in tracks.conns.into_values() {
-            self.touch(&track.key, false);
-            self.count(&track.key, false);
+        }
+        let gone: Vec<Arc<str>> = self
+            .conns
+            .iter()
+            .filter(|(_, track)| &*track.process == process)
+            .map(|(conn, _)| Arc::clone(conn))
+            .collect();
+        for conn in gone {
+            if let Some(old) = self.conns.remove(&conn) {
+                self.forget(&old);
+            }
         }
     }
 
     /// Every key with its connections' metas, in key order.
     pub(super) fn entries(&self) -> Vec<PresenceEntry> {
         let mut by_key: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
-        for tracks in self.processes.values() {
-            for track in tracks.conns.values() {
-                by_key
-                    .entry(&track.key)
-                    .or_default()
-                    .push(track.meta.clone());
-            }
+        for track in self.conns.values() {
+            by_key.entry(&track.key).or_default().push(track.meta());
         }
         by_key
             .into_iter()
@@ -297,11 +322,9 @@ impl Replica {
             }
         }
         if !joins.is_empty() {
-            for tracks in self.processes.values() {
-                for track in tracks.conns.values() {
-                    if let Some(metas) = joins.get_mut(&*track.key) {
-                        metas.push(track.meta.clone());
-                    }
+            for track in self.conns.values() {
+                if let Some(metas) = joins.get_mut(&*track.key) {
+                    metas.push(track.meta());
                 }
             }
         }

@@ -29,7 +29,7 @@ impl WireEntry {
         WireEntry {
             conn: conn.to_owned(),
             key: track.key.to_string(),
-            meta: track.meta.clone(),
+            meta: track.meta(),
         }
     }
 }
