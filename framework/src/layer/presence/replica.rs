@@ -346,7 +346,7 @@ impl Replica {
 
     /// Adds a watcher; it gets the whole state at the next flush.
     pub(super) fn watch(&mut self, channel: Arc<str>) {
-        if !self.watchers.iter().any(|w| *w == channel) {
+        if !self.watchers.contains(&channel) {
             self.watchers.push(Arc::clone(&channel));
             self.fresh.push(channel);
         }

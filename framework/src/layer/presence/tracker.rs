@@ -330,11 +330,17 @@ impl State {
     }
 }
 
+/// A presence event for a group, and the watchers it goes to.
+struct Delivery {
+    envelope: Arc<Envelope>,
+    group: Arc<str>,
+    watchers: Vec<Arc<str>>,
+}
+
 /// What a flush hands out once the lock is released.
 struct Outbound {
     wire: Option<Wire>,
-    /// Each event with the watchers it goes to.
-    deliveries: Vec<(Arc<Envelope>, Arc<str>, Vec<Arc<str>>)>,
+    deliveries: Vec<Delivery>,
 }
 
 impl State {
@@ -412,10 +418,7 @@ impl State {
 
 /// A group's events for its watchers: the diff for those who had the state, the state for new
 /// ones.
-fn events(
-    group: &Arc<str>,
-    replica: &mut Replica,
-) -> Vec<(Arc<Envelope>, Arc<str>, Vec<Arc<str>>)> {
+fn events(group: &Arc<str>, replica: &mut Replica) -> Vec<Delivery> {
     let mut events = Vec::new();
     let fresh = std::mem::take(&mut replica.fresh);
     if replica.changed() {
@@ -431,7 +434,8 @@ fn events(
                 .cloned()
                 .collect()
         };
-        if !(joins.is_empty() && leaves.is_empty()) && !settled.is_empty() {
+        let changed = !joins.is_empty() || !leaves.is_empty();
+        if changed && !settled.is_empty() {
             let diff = PresenceEvent::Diff {
                 group: group.to_string(),
                 joins,
@@ -451,13 +455,17 @@ fn events(
 }
 
 fn push_event(
-    events: &mut Vec<(Arc<Envelope>, Arc<str>, Vec<Arc<str>>)>,
+    events: &mut Vec<Delivery>,
     group: &Arc<str>,
     event: PresenceEvent,
     watchers: Vec<Arc<str>>,
 ) {
     match Envelope::presence(event) {
-        Ok(envelope) => events.push((envelope, Arc::clone(group), watchers)),
+        Ok(envelope) => events.push(Delivery {
+            envelope,
+            group: Arc::clone(group),
+            watchers,
+        }),
         Err(err) => tracing::error!(%group, error = %err, "presence event not encoded"),
     }
 }
@@ -553,7 +561,12 @@ async fn send(shared: &Shared, layer: &SharedLayer, outbound: Outbound) {
         }
     }
     let mut missed = Vec::new();
-    for (envelope, group, watchers) in outbound.deliveries {
+    for Delivery {
+        envelope,
+        group,
+        watchers,
+    } in outbound.deliveries
+    {
         for watcher in watchers {
             match layer.send(&watcher, Arc::clone(&envelope)).await {
                 Ok(()) => {}
