@@ -383,6 +383,10 @@ impl State {
                 of: None,
             });
         }
+        if self.groups.is_empty() {
+            // Nothing replicated here, nothing to ask for.
+            self.resync.clear();
+        }
         for process in self.resync.drain() {
             syncs.push(SyncRequest {
                 groups: self.groups.keys().map(|g| g.to_string()).collect(),
@@ -643,6 +647,66 @@ mod tests {
             .iter()
             .map(|e| (e.key.as_str(), e.metas.len()))
             .collect()
+    }
+
+    fn wire(process: &str, seq: u64) -> Wire {
+        Wire {
+            process: process.into(),
+            seq,
+            ..Wire::default()
+        }
+    }
+
+    #[test]
+    fn a_missed_message_is_noticed_and_asked_for_again() {
+        let now = Instant::now();
+        let mut state = State::default();
+        let mut room = Replica::new();
+        room.kept_until = Some(now + Duration::from_secs(3_600));
+        state.groups.insert(Arc::from("room"), room);
+        state.flush("me", now, false);
+        state.receive("me", wire("other", 3), now);
+        state.receive("me", wire("other", 4), now);
+        assert!(state.resync.is_empty(), "one after the other");
+        state.receive(
+            "me",
+            Wire {
+                heartbeat: true,
+                ..wire("other", 4)
+            },
+            now,
+        );
+        assert!(
+            state.resync.is_empty(),
+            "a heartbeat repeats the last number"
+        );
+        state.receive("me", wire("other", 6), now);
+        assert!(state.resync.contains("other"), "5 went missing");
+        let asked = state.flush("me", now, false).wire.expect("a message");
+        assert_eq!(
+            asked.syncs,
+            [SyncRequest {
+                groups: vec!["room".into()],
+                of: Some("other".into()),
+            }]
+        );
+
+        // Asked by name for a group it has nothing in, a process says so with an empty state.
+        state.receive(
+            "me",
+            Wire {
+                syncs: vec![SyncRequest {
+                    groups: vec!["elsewhere".into()],
+                    of: Some("me".into()),
+                }],
+                ..wire("other", 7)
+            },
+            now,
+        );
+        let answer = state.flush("me", now, false).wire.expect("a message");
+        assert_eq!(answer.changes[0].group, "elsewhere");
+        assert_eq!(answer.changes[0].state, Some(Vec::new()));
+        assert_eq!(answer.seq, asked.seq + 1, "numbered one after the other");
     }
 
     #[tokio::test(start_paused = true)]
