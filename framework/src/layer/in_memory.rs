@@ -199,6 +199,9 @@ impl State {
 struct Inner {
     config: LayerConfig,
     process: String,
+    /// What channel names start with: `specific.` (`{prefix}specific.` on channels_redis'
+    /// pub/sub layer, whose names carry its prefix).
+    channel_prefix: String,
     next_channel: AtomicU64,
     state: Mutex<State>,
 }
@@ -234,10 +237,20 @@ impl InMemoryChannelLayer {
 
     /// A layer with the given limits.
     pub fn with_config(config: LayerConfig) -> InMemoryChannelLayer {
+        InMemoryChannelLayer::with_channel_prefix(config, "specific.")
+    }
+
+    /// A layer whose channel names are `{channel_prefix}{process}!{n}`.
+    #[cfg_attr(not(feature = "channels-redis"), allow(dead_code))]
+    pub(crate) fn with_channel_prefix(
+        config: LayerConfig,
+        channel_prefix: &str,
+    ) -> InMemoryChannelLayer {
         InMemoryChannelLayer {
             inner: Arc::new(Inner {
                 config,
                 process: Alphanumeric.sample_string(&mut rand::rng(), 12),
+                channel_prefix: channel_prefix.to_owned(),
                 next_channel: AtomicU64::new(0),
                 state: Mutex::new(State::default()),
             }),
@@ -281,7 +294,7 @@ impl InMemoryChannelLayer {
 
     fn new_channel_now(&self) -> ChannelReceiver {
         let n = self.inner.next_channel.fetch_add(1, Ordering::Relaxed);
-        let name = format!("specific.{}!{n}", self.inner.process);
+        let name = format!("{}{}!{n}", self.inner.channel_prefix, self.inner.process);
         let (tx, rx) = mpsc::channel(self.inner.config.capacity_of(&name));
         self.inner.state().open_channel(&name, tx);
         self.receiver(name, rx)

@@ -19,18 +19,24 @@
 //! # }
 //! ```
 
+#[cfg(feature = "channels-redis")]
+pub mod channels_redis;
 mod envelope;
 mod in_memory;
 mod names;
 mod receiver;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redis_client;
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
+#[cfg(feature = "channels-redis")]
+pub use channels_redis::{ChannelsRedisConfig, Flavour};
 pub use envelope::{Envelope, Event};
 pub use in_memory::{InMemoryChannelLayer, LayerConfig};
 pub use names::{MAX_NAME_LENGTH, validate_channel_name, validate_group_name};

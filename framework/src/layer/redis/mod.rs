@@ -35,6 +35,7 @@ use futures::future::{BoxFuture, FutureExt};
 use tokio::sync::{Mutex, Notify, broadcast, mpsc, watch};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::redis_client::init;
 use super::{
     ChannelLayer, ChannelReceiver, Envelope, InMemoryChannelLayer, LayerConfig, LayerStatus,
     validate_channel_name, validate_group_name,
@@ -526,19 +527,6 @@ async fn connect_shard(
         },
         queued,
     ))
-}
-
-/// Connects one client, failing clearly instead of retrying for ever at start-up.
-async fn init(client: &impl ClientLike, url: &str, limit: Duration) -> Result<()> {
-    match tokio::time::timeout(limit, client.init()).await {
-        Ok(Ok(_handle)) => Ok(()),
-        Ok(Err(err)) => Err(Error::Layer(format!(
-            "cannot connect to Redis at {url}: {err}"
-        ))),
-        Err(_) => Err(Error::Layer(format!(
-            "cannot connect to Redis at {url}: no answer within {limit:?}"
-        ))),
-    }
 }
 
 async fn listen(

@@ -1,0 +1,165 @@
+//! The Redis servers of a channels_redis layer: how their clients are made, and how their
+//! connections are followed into [`LayerStatus`].
+
+use std::future::Future;
+use std::sync::Weak;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use fred::prelude::{Builder, Config as FredConfig, EventInterface, ReconnectPolicy};
+use tokio::sync::{broadcast, watch};
+
+use super::ChannelsRedisConfig;
+use crate::layer::LayerStatus;
+use crate::layer::redis_client::init;
+use crate::{Error, Result};
+
+/// How this layer's fred clients are made: the one place their reconnect policy and timeouts
+/// are set.
+pub(super) fn builder(url: &str, config: &ChannelsRedisConfig) -> Result<Builder> {
+    let fred_config = FredConfig::from_url(url)
+        .map_err(|err| Error::Layer(format!("invalid Redis URL {url:?}: {err}")))?;
+    let mut builder = Builder::from_config(fred_config);
+    builder
+        // Reconnect for ever, from 100 ms up to 1 s between attempts.
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 1_000, 2))
+        .with_connection_config(|c| {
+            c.connection_timeout = config.connect_timeout;
+            c.max_command_attempts = 1;
+            c.tcp.nodelay = Some(true);
+        })
+        .with_performance_config(|p| {
+            // Longer than a blocking pop's own timeout (see `core::BLOCK`): the client's
+            // timeout must never be what ends an idle wait (channels_redis #422).
+            p.default_command_timeout = config.command_timeout;
+            p.broadcast_channel_capacity = 4096;
+        });
+    Ok(builder)
+}
+
+/// A connected client of `builder`.
+pub(super) async fn client(
+    builder: &Builder,
+    url: &str,
+    config: &ChannelsRedisConfig,
+) -> Result<fred::clients::Client> {
+    let client = builder
+        .build()
+        .map_err(|err| Error::Layer(format!("Redis client for {url}: {err}")))?;
+    init(&client, url, config.connect_timeout).await?;
+    Ok(client)
+}
+
+/// A connected subscriber client of `builder`.
+pub(super) async fn subscriber(
+    builder: &Builder,
+    url: &str,
+    config: &ChannelsRedisConfig,
+) -> Result<fred::clients::SubscriberClient> {
+    let client = builder
+        .build_subscriber_client()
+        .map_err(|err| Error::Layer(format!("Redis subscriber for {url}: {err}")))?;
+    init(&client, url, config.connect_timeout).await?;
+    Ok(client)
+}
+
+/// Whether each server is reachable, and the layer's status made of them.
+pub(super) struct Health {
+    urls: Vec<String>,
+    connected: Vec<AtomicBool>,
+    status: watch::Sender<LayerStatus>,
+}
+
+impl Health {
+    pub(super) fn new(urls: &[String]) -> Health {
+        Health {
+            urls: urls.to_vec(),
+            connected: urls.iter().map(|_| AtomicBool::new(true)).collect(),
+            status: watch::channel(LayerStatus::Connected).0,
+        }
+    }
+
+    pub(super) fn is_up(&self, host: usize) -> bool {
+        self.connected[host].load(Ordering::SeqCst)
+    }
+
+    /// Fails at once while the server is known to be down, so callers do not each wait for a
+    /// command timeout during an outage.
+    pub(super) fn available(&self, host: usize) -> Result<()> {
+        if self.is_up(host) {
+            Ok(())
+        } else {
+            Err(Error::Layer(format!(
+                "Redis at {} is unreachable; reconnecting",
+                self.urls[host]
+            )))
+        }
+    }
+
+    pub(super) fn url(&self, host: usize) -> &str {
+        &self.urls[host]
+    }
+
+    pub(super) fn subscribe(&self) -> watch::Receiver<LayerStatus> {
+        self.status.subscribe()
+    }
+
+    fn down(&self, host: usize, err: &fred::error::Error) {
+        if self.connected[host].swap(false, Ordering::SeqCst) {
+            tracing::warn!(url = %self.urls[host], error = %err, "lost Redis (channels_redis layer): serving this process' members only, reconnecting");
+            self.status.send_replace(LayerStatus::Disconnected);
+        }
+    }
+
+    fn up(&self, host: usize) {
+        let was_down = !self.connected[host].swap(true, Ordering::SeqCst);
+        if was_down && self.connected.iter().all(|c| c.load(Ordering::SeqCst)) {
+            tracing::info!(url = %self.urls[host], "Redis is back (channels_redis layer)");
+            self.status.send_replace(LayerStatus::Reconnected);
+        }
+    }
+}
+
+/// A layer whose servers' connections are followed.
+pub(super) trait Followed: Send + Sync + 'static {
+    fn health(&self) -> &Health;
+
+    /// Puts back what a restarted Redis may have lost (group memberships, subscriptions),
+    /// before the layer says it is reconnected.
+    fn reconnected(&self, host: usize) -> impl Future<Output = ()> + Send;
+}
+
+/// Follows `client`'s connection to server `host` for as long as the layer lives.
+pub(super) fn follow<L: Followed>(layer: Weak<L>, host: usize, client: &impl EventInterface) {
+    let errors = client.error_rx();
+    let reconnects = client.reconnect_rx();
+    tokio::spawn(follow_events(layer, host, errors, reconnects));
+}
+
+async fn follow_events<L: Followed>(
+    layer: Weak<L>,
+    host: usize,
+    mut errors: broadcast::Receiver<(fred::error::Error, Option<fred::types::config::Server>)>,
+    mut reconnects: broadcast::Receiver<fred::types::config::Server>,
+) {
+    loop {
+        tokio::select! {
+            error = errors.recv() => match error {
+                Ok((err, _)) => {
+                    let Some(layer) = layer.upgrade() else { return };
+                    layer.health().down(host, &err);
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            reconnected = reconnects.recv() => match reconnected {
+                Ok(_) => {
+                    let Some(layer) = layer.upgrade() else { return };
+                    layer.reconnected(host).await;
+                    layer.health().up(host);
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}
