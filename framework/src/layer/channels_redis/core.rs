@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fred::prelude::{Builder, ClientLike, KeysInterface, LuaInterface, SortedSetsInterface};
 use fred::types::Value;
+use fred::types::sorted_sets::{ZRange, ZRangeBound, ZRangeKind};
 use futures::future::{BoxFuture, FutureExt};
 use tokio::sync::{Mutex, mpsc, watch};
 
@@ -371,7 +372,7 @@ impl Inner {
                 .or_default()
                 .push(group);
         }
-        let expired = unix_time().floor() as i64 - secs(self.config.layer.group_expiry);
+        let expired = unix_time().floor() - secs(self.config.layer.group_expiry) as f64;
         let reads = by_host.into_iter().map(|(host, groups)| async move {
             let mut found = Vec::new();
             if let Err(err) = self.health.available(host) {
@@ -381,11 +382,19 @@ impl Inner {
             let pipeline = self.hosts[host].client.pipeline();
             for group in &groups {
                 let key = self.group_key(group);
-                let _: std::result::Result<(), _> =
-                    pipeline.zremrangebyscore(&key, 0, expired).await;
-                let _: std::result::Result<(), _> = pipeline
-                    .zrange(&key, 0, -1, None, false, None, false)
-                    .await;
+                let queued: std::result::Result<(), fred::error::Error> = async {
+                    pipeline
+                        .zremrangebyscore::<(), _, _, _>(&key, score(0.0), score(expired))
+                        .await?;
+                    pipeline
+                        .zrange::<(), _, _, _>(&key, 0, -1, None, false, None, false)
+                        .await
+                }
+                .await;
+                if let Err(err) = queued {
+                    tracing::warn!(%group, error = %err, "reading a group failed");
+                    return found;
+                }
             }
             let answers =
                 tokio::time::timeout(self.config.command_timeout, pipeline.try_all::<Value>())
@@ -603,6 +612,14 @@ fn non_local_name(channel: &str) -> &str {
     match channel.find('!') {
         Some(at) => &channel[..=at],
         None => channel,
+    }
+}
+
+/// A score as a range bound (fred takes integers as indexes).
+fn score(at: f64) -> ZRange {
+    ZRange {
+        kind: ZRangeKind::Inclusive,
+        range: ZRangeBound::Score(at),
     }
 }
 

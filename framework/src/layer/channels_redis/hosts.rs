@@ -110,9 +110,14 @@ impl Health {
         }
     }
 
-    fn up(&self, host: usize) {
-        let was_down = !self.connected[host].swap(true, Ordering::SeqCst);
-        if was_down && self.connected.iter().all(|c| c.load(Ordering::SeqCst)) {
+    /// Marks a server reachable again; answers whether it was down.
+    fn up(&self, host: usize) -> bool {
+        !self.connected[host].swap(true, Ordering::SeqCst)
+    }
+
+    /// Says the layer is back once every server is.
+    fn announce(&self, host: usize) {
+        if self.connected.iter().all(|c| c.load(Ordering::SeqCst)) {
             tracing::info!(url = %self.urls[host], "Redis is back (channels_redis layer)");
             self.status.send_replace(LayerStatus::Reconnected);
         }
@@ -154,8 +159,12 @@ async fn follow_events<L: Followed>(
             reconnected = reconnects.recv() => match reconnected {
                 Ok(_) => {
                     let Some(layer) = layer.upgrade() else { return };
+                    // Reachable before it is repaired: the repair itself goes through it.
+                    let was_down = layer.health().up(host);
                     layer.reconnected(host).await;
-                    layer.health().up(host);
+                    if was_down {
+                        layer.health().announce(host);
+                    }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return,
