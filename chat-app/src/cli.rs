@@ -28,7 +28,9 @@ pub struct Cli {
     pub port: Option<u16>,
 
     /// Channel layer: Redis URL(s) `redis://HOST:PORT[/DB]`, repeated or comma-separated; several
-    /// servers shard rooms between them. Without it, the in-memory layer serves one process.
+    /// servers shard rooms between them. Or `channels-redis://HOST:PORT[/DB]?flavour=core|pubsub&prefix=asgi`
+    /// to share groups with Django Channels processes on channels_redis. Without it, the
+    /// in-memory layer serves one process.
     #[arg(
         long = "layer",
         env = "CHANNEL_LAYER_URL",
@@ -38,8 +40,26 @@ pub struct Cli {
     pub layers: Vec<String>,
 
     /// Prefix of every Redis key and channel, so several applications can share one Redis.
+    /// (On the channels-redis layer the URL's `prefix` names the layer's; this one is for the
+    /// chat-app's own sessions.)
     #[arg(long, default_value = "switchboard", global = true)]
     pub layer_prefix: String,
+
+    /// The channel layer group of a room: `{room}` stands for the room name. The default is
+    /// the Channels tutorial's, so its consumer and the chat-app share rooms.
+    #[arg(long, default_value = "chat_{room}", global = true)]
+    pub group_format: String,
+
+    /// channels_redis' `symmetric_encryption_keys` for the channels-redis layer, comma-separated,
+    /// as in Django's settings (first encrypts, any decrypts). Prefer the environment variable.
+    #[arg(
+        long,
+        env = "CHANNELS_REDIS_SYMMETRIC_ENCRYPTION_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true,
+        global = true
+    )]
+    pub symmetric_encryption_keys: Vec<String>,
 
     /// Do not run the background workers (room history) in this process; run them with
     /// `chat-app worker chat-history` instead.

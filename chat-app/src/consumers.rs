@@ -6,6 +6,7 @@ use rand::Rng;
 use switchboard::layer::Envelope;
 use switchboard::prelude::*;
 
+use crate::group_format::GroupFormat;
 use crate::history::{HISTORY_CHANNEL, History, HistoryMessage};
 
 /// Longest accepted message, in characters.
@@ -38,11 +39,13 @@ pub enum ChatEvent {
     },
 }
 
-/// The room member: joins `chat_<room>` before the handshake answers, so a message sent right
-/// after connecting reaches everyone, and gets the room's history before live messages.
+/// The room member: joins the room's group (`chat_<room>` by default) before the handshake
+/// answers, so a message sent right after connecting reaches everyone, and gets the room's
+/// history before live messages.
 pub struct ChatConsumer {
     room: String,
     group: String,
+    group_format: GroupFormat,
     display_name: String,
     history: History,
     /// Messages said so far, to make each history entry's id unique.
@@ -50,11 +53,12 @@ pub struct ChatConsumer {
 }
 
 impl ChatConsumer {
-    /// A consumer reading history from `history`.
-    pub fn new(history: History) -> ChatConsumer {
+    /// A consumer reading history from `history`, joining the group `group_format` names.
+    pub fn new(history: History, group_format: GroupFormat) -> ChatConsumer {
         ChatConsumer {
             room: String::new(),
             group: String::new(),
+            group_format,
             display_name: String::new(),
             history,
             said: 0,
@@ -152,7 +156,7 @@ impl JsonWebsocketConsumer for ChatConsumer {
 
     async fn connect(&mut self, ws: &mut Websocket) -> Result<()> {
         self.room = ws.scope().kwarg("room_name")?.to_owned();
-        self.group = format!("chat_{}", self.room);
+        self.group = self.group_format.group(&self.room);
         self.display_name = match ws.scope().user.username() {
             Some(name) => name.to_owned(),
             None => guest_name(),

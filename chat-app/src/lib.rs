@@ -7,7 +7,9 @@
 pub mod cli;
 pub mod consumers;
 mod decode;
+pub mod group_format;
 pub mod history;
+pub mod layer;
 pub mod routing;
 pub mod state;
 pub mod views;

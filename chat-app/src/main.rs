@@ -6,11 +6,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use chat_app::cli::{Cli, Command};
-use chat_app::history::{self, History};
+use chat_app::group_format::GroupFormat;
+use chat_app::history;
+use chat_app::layer::{Chosen, layer_from_url};
 use chat_app::routing::{self, Security};
 use chat_app::state::AppState;
 use clap::Parser;
-use switchboard::layer::{InMemoryChannelLayer, RedisChannelLayer, RedisConfig, SharedLayer};
 use switchboard::middleware::{RedisSessionStore, SessionConfig, SessionKey};
 use switchboard::server::{Server, shutdown_signal};
 use tracing_subscriber::EnvFilter;
@@ -37,35 +38,16 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
-    let (layer, history): (SharedLayer, History) = match cli.layers.first() {
-        None => {
-            let layer = Arc::new(InMemoryChannelLayer::with_config(history::layer_config()));
-            let history = if cli.no_history {
-                History::off()
-            } else {
-                History::in_memory()
-            };
-            (layer, history)
-        }
-        Some(first) => {
-            let config = RedisConfig::new(cli.layers.clone())
-                .prefix(cli.layer_prefix.clone())
-                .layer(history::layer_config());
-            let layer = RedisChannelLayer::connect(config)
-                .await
-                .map_err(|err| err.to_string())?;
-            // History lives on the first Redis server, whatever the sharding of channels.
-            let history = if cli.no_history {
-                History::off()
-            } else {
-                History::redis(first, &cli.layer_prefix)
-                    .await
-                    .map_err(|err| err.to_string())?
-            };
-            (Arc::new(layer), history)
-        }
+    let group_format = GroupFormat::parse(&cli.group_format)?;
+    let Chosen {
+        layer,
+        history,
+        sessions: sessions_url,
+    } = layer_from_url(&cli).await?;
+    let state = AppState {
+        history,
+        group_format,
     };
-    let state = AppState { history };
 
     if let Some(Command::Worker { channels }) = &cli.command {
         if cli.layers.is_empty() {
@@ -90,14 +72,15 @@ async fn run(cli: Cli) -> Result<(), String> {
     let security = Security {
         origins: cli.origins()?,
         api_tokens: cli.api_tokens()?,
-        sessions: sessions(&cli).await?,
+        sessions: sessions(&cli, sessions_url.as_deref()).await?,
     };
     let address = cli.address();
     let server = Server::bind(&address)
         .await
         .map_err(|err| format!("cannot listen on {address}: {err}"))?
         .channel_layer(Arc::clone(&layer));
-    let workers = if cli.no_workers {
+    // Without history there is nothing for the workers to do.
+    let workers = if cli.no_workers || !state.history.is_on() {
         None
     } else {
         let running = history::workers(state.history.clone())
@@ -120,7 +103,7 @@ async fn run(cli: Cli) -> Result<(), String> {
 /// Sessions signed with `SESSION_SECRET` (or a random key, with a warning), kept in Redis with
 /// `--layer` (on the first server, like room history) so every process reads them, else in
 /// memory.
-async fn sessions(cli: &Cli) -> Result<SessionConfig, String> {
+async fn sessions(cli: &Cli, redis: Option<&str>) -> Result<SessionConfig, String> {
     let key = match std::env::var("SESSION_SECRET") {
         Ok(secret) => {
             SessionKey::from_secret(secret).map_err(|err| format!("SESSION_SECRET: {err}"))?
@@ -140,9 +123,9 @@ async fn sessions(cli: &Cli) -> Result<SessionConfig, String> {
         Err(err) => return Err(format!("SESSION_SECRET: {err}")),
     };
     let sessions = SessionConfig::new(key).secure(cli.secure_cookies);
-    match cli.layers.first() {
+    match redis {
         None => Ok(sessions),
-        Some(first) => RedisSessionStore::connect(first, &cli.layer_prefix)
+        Some(url) => RedisSessionStore::connect(url, &cli.layer_prefix)
             .await
             .map(|store| sessions.store(store))
             .map_err(|err| err.to_string()),

@@ -45,9 +45,10 @@ pub fn is_room_name(name: &str) -> bool {
 /// WebSocket routes (Channels' `websocket_urlpatterns`).
 pub fn websocket_urlpatterns(state: &AppState) -> URLRouter {
     let history = state.history.clone();
+    let group_format = state.group_format.clone();
     URLRouter::new().converter("room", is_room_name).route(
         "/ws/chat/{room_name:room}/",
-        ConsumerApp::new(move || ChatConsumer::new(history.clone())),
+        ConsumerApp::new(move || ChatConsumer::new(history.clone(), group_format.clone())),
     )
 }
 

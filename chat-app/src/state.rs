@@ -1,5 +1,6 @@
 //! What the chat-app's consumers and views share.
 
+use crate::group_format::GroupFormat;
 use crate::history::History;
 
 /// Shared application state, handed to the routing module (Django's settings and stores).
@@ -7,6 +8,8 @@ use crate::history::History;
 pub struct AppState {
     /// Where room history lives.
     pub history: History,
+    /// The group a room's members join (`--group-format`).
+    pub group_format: GroupFormat,
 }
 
 impl AppState {
@@ -14,6 +17,7 @@ impl AppState {
     pub fn in_memory() -> AppState {
         AppState {
             history: History::in_memory(),
+            group_format: GroupFormat::default(),
         }
     }
 }

@@ -34,6 +34,7 @@ impl ChatNode {
             .expect("workers");
         let state = AppState {
             history: history.clone(),
+            group_format: Default::default(),
         };
         let server = TestServer::start_with_layer(
             chat_app::routing::application(state),
