@@ -1,0 +1,113 @@
+//! The chat-app and a real Django Channels process (daphne serving the Channels tutorial's chat
+//! consumer) sharing rooms over channels_redis, in each of its formats: members on either side
+//! chat both ways, plain Python (a view, a Celery task) reaches chat-app members, text arrives
+//! intact, rooms stay isolated, and malformed messages harm nobody.
+//!
+//! Needs Redis and the Python environment `.ci/run` makes; skipped loudly without them, failed
+//! with `CI` set.
+
+mod support;
+
+use std::sync::Arc;
+
+use chat_app::history::History;
+use serde_json::{Value, json};
+use support::chat::ChatNode;
+use support::django::{Daphne, DjangoLayer, venv};
+use support::redis::redis_url;
+use support::*;
+use switchboard::layer::{ChannelsRedisConfig, Flavour};
+use tokio_tungstenite::connect_async;
+
+#[tokio::test]
+async fn the_chat_app_and_daphne_share_rooms_over_channels_redis_core() {
+    shares_rooms("core", Flavour::Core).await;
+}
+
+#[tokio::test]
+async fn the_chat_app_and_daphne_share_rooms_over_channels_redis_pubsub() {
+    shares_rooms("pubsub", Flavour::PubSub).await;
+}
+
+async fn connect_daphne(daphne: &Daphne, path: &str) -> Client {
+    within("a WebSocket handshake with daphne", connect_async(daphne.ws_url(path)))
+        .await
+        .unwrap_or_else(|err| panic!("daphne refused {path}: {err}"))
+        .0
+}
+
+/// The text of the next chat message (skipping other event types).
+async fn next_message(client: &mut Client) -> String {
+    loop {
+        let frame: Value = recv_json(client).await;
+        if frame.get("type").is_none_or(|t| t == "chat.message") {
+            return frame["message"]
+                .as_str()
+                .unwrap_or_else(|| panic!("a message without text: {frame}"))
+                .to_owned();
+        }
+    }
+}
+
+async fn shares_rooms(flavour: &'static str, layer_flavour: Flavour) {
+    let Some(url) = redis_url().await else { return };
+    let Some(venv) = venv() else { return };
+    let django = DjangoLayer {
+        url: format!("{url}/0"),
+        flavour,
+        prefix: format!("sbdj{}{flavour}", std::process::id()),
+    };
+    let daphne = Daphne::start(&venv, &django);
+    let layer = ChannelsRedisConfig::new([django.url.clone()])
+        .flavour(layer_flavour)
+        .prefix(django.prefix.clone())
+        .layer(chat_app::history::layer_config())
+        .connect()
+        .await
+        .expect("connect the channels_redis layer");
+    let chat = ChatNode::start(Arc::clone(&layer), History::off()).await;
+
+    let mut on_django = connect_daphne(&daphne, "/ws/chat/lobby/").await;
+    let mut on_chat = chat.connect("/ws/chat/lobby/").await;
+    let mut django_elsewhere = connect_daphne(&daphne, "/ws/chat/other/").await;
+    let mut chat_elsewhere = chat.connect("/ws/chat/other/").await;
+
+    // switchboard → both sides.
+    let hello = "from switchboard: 你好, 世界 👋🏽 ñ";
+    send_json(&mut on_chat, &json!({"message": hello})).await;
+    assert_eq!(next_message(&mut on_chat).await, hello);
+    assert_eq!(next_message(&mut on_django).await, hello);
+
+    // Django → both sides.
+    let reply = "from daphne: 中文 🐍✨ \"quoted\" <b>not html</b>";
+    send_json(&mut on_django, &json!({"message": reply})).await;
+    assert_eq!(next_message(&mut on_django).await, reply);
+    assert_eq!(next_message(&mut on_chat).await, reply);
+
+    // A plain-Python group_send, as a view or a Celery task makes it.
+    let notice = "from a Celery task: 完成 ✅";
+    django.inject(&venv, &["send", "chat_lobby", notice]);
+    assert_eq!(next_message(&mut on_chat).await, notice);
+    assert_eq!(next_message(&mut on_django).await, notice);
+
+    // Malformed messages to a room of chat-app members only (a stock Channels consumer would
+    // crash on them), then a good one: it arrives, the connection still open.
+    let mut quarantined = chat.connect("/ws/chat/quarantine/").await;
+    django.inject(&venv, &["malformed", "chat_quarantine"]);
+    django.inject(&venv, &["send", "chat_quarantine", "still here"]);
+    within("the good message after the malformed ones", async {
+        while next_message(&mut quarantined).await != "still here" {}
+    })
+    .await;
+
+    // Everyone in the lobby still chats; the other room heard nothing of it.
+    send_json(&mut on_chat, &json!({"message": "after"})).await;
+    assert_eq!(next_message(&mut on_chat).await, "after");
+    assert_eq!(next_message(&mut on_django).await, "after");
+    assert_quiet(&mut django_elsewhere).await;
+    assert_quiet(&mut chat_elsewhere).await;
+
+    close(&mut on_chat).await;
+    chat.stop().await;
+    drop(daphne);
+}
