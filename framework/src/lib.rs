@@ -133,3 +133,7 @@ mod workers_guide {}
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/migrating.md")]
 mod migrating {}
+
+#[cfg(all(doctest, feature = "channels-redis"))]
+#[doc = include_str!("../../docs/channels-redis.md")]
+mod channels_redis_guide {}
