@@ -30,10 +30,13 @@ async fn the_chat_app_and_daphne_share_rooms_over_channels_redis_pubsub() {
 }
 
 async fn connect_daphne(daphne: &Daphne, path: &str) -> Client {
-    within("a WebSocket handshake with daphne", connect_async(daphne.ws_url(path)))
-        .await
-        .unwrap_or_else(|err| panic!("daphne refused {path}: {err}"))
-        .0
+    within(
+        "a WebSocket handshake with daphne",
+        connect_async(daphne.ws_url(path)),
+    )
+    .await
+    .unwrap_or_else(|err| panic!("daphne refused {path}: {err}"))
+    .0
 }
 
 /// The text of the next chat message (skipping other event types).
