@@ -186,6 +186,11 @@ async fn core_memberships_outlive_group_expiry_while_connected() {
     tokio::time::sleep(Duration::from_millis(4_500)).await;
     sender.group_send("long", message(1)).await.expect("send");
     assert_eq!(next_n(&mut member).await, 1);
+    member_side
+        .group_send("long", message(2))
+        .await
+        .expect("send");
+    assert_eq!(next_n(&mut member).await, 2, "renewed in the process too");
 }
 
 /// Names land where channels_redis puts them over several hosts: groups on the host of their

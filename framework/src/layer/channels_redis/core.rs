@@ -316,8 +316,8 @@ impl Inner {
         }
     }
 
-    /// Adds every membership of this process on `host` (all when `None`) again, as joined now;
-    /// forgets those whose channel has closed.
+    /// Adds every membership of this process on `host` (all when `None`) again, as joined now,
+    /// in Redis and in this process; forgets those whose channel has closed.
     async fn add_memberships_again(&self, host: Option<usize>) {
         let mut memberships = self.memberships.lock().await;
         let mut gone = Vec::new();
@@ -327,12 +327,16 @@ impl Inner {
             }
             let closed: Vec<String> = channels
                 .iter()
-                .filter(|channel| !self.local.is_member(group, channel))
+                .filter(|channel| !self.local.has_channel(channel))
                 .cloned()
                 .collect();
             for channel in closed {
                 channels.remove(&channel);
                 gone.push((group.clone(), channel));
+            }
+            // The local membership ages like the one in Redis: renewed together.
+            for channel in channels.iter() {
+                let _ = self.local.group_add(group, channel).now_or_never();
             }
             if channels.is_empty() {
                 continue;

@@ -12,10 +12,12 @@
 //!   receiving on it gets every message (pub/sub has no queue).
 //!
 //! Redis pub/sub keeps nothing: a message sent while a process is not subscribed (or Redis is
-//! away) is lost, as with channels_redis. `capacity` is this process' own queues' only.
+//! away) is lost, as with channels_redis. `capacity` is this process' own queues' only, and
+//! there is no `group_expiry` (members stay until they leave), as with channels_redis.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 use fred::clients::SubscriberClient;
@@ -82,8 +84,9 @@ impl PubSubChannelLayer {
     pub async fn connect(config: ChannelsRedisConfig) -> Result<PubSubChannelLayer> {
         config.check()?;
         let channel_prefix = format!("{}specific.", config.prefix);
-        let local =
-            InMemoryChannelLayer::with_channel_prefix(config.layer.clone(), &channel_prefix);
+        // channels_redis' pub/sub layer has no group_expiry: a member stays until it leaves.
+        let limits = config.layer.clone().group_expiry(Duration::MAX);
+        let local = InMemoryChannelLayer::with_channel_prefix(limits, &channel_prefix);
         let mut hosts = Vec::with_capacity(config.hosts.len());
         let mut queues = Vec::with_capacity(config.hosts.len());
         for url in &config.hosts {
@@ -411,7 +414,7 @@ impl PubSubChannelLayer {
         let name = name.to_owned();
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
                 let Some(inner) = weak.upgrade() else { return };
                 if !inner.local.has_channel(&name) {
                     inner.unsubscribe(&name).await;
