@@ -49,29 +49,44 @@ const BLOCK: f64 = 1.0;
 /// Most messages taken from a set in one round trip.
 const MAX_POP: usize = 512;
 
+/// Messages delivered between two turns given to the consumers.
+const YIELD_EVERY: usize = 32;
+
 /// Group sends whose Redis part is done in one batch.
 const SEND_BATCH: usize = 256;
 
 /// Group sends queued for Redis; a sender waits for a slot when Redis falls this far behind.
 const SEND_QUEUE: usize = 4096;
 
-/// channels_redis' group send script, also used for direct sends (one key): for each key,
-/// the messages older than `expiry` are trimmed (what channels_redis does in a pipeline just
-/// before), then the message is added unless the set holds its capacity. Returns how many
-/// keys were full. `KEYS`: the sets; `ARGV`: a message per key, a capacity per key, the time,
-/// the expiry.
+/// channels_redis' group send script, made to take a batch: for each message, its set is
+/// trimmed of messages older than `expiry` (what channels_redis does in a pipeline just before
+/// its script), then the message is added unless the set holds its capacity. channels_redis
+/// gives every message of one call the same time; here each has its own score, so that several
+/// messages to one set in one call keep their order. Returns how many messages found their set
+/// full. `KEYS`: a set per message (a set may repeat); `ARGV`: the messages, a capacity per
+/// message, a score per message, the expiry.
 const SEND_SCRIPT: &str = r"
+local n = #KEYS
+local expiry = tonumber(ARGV[#ARGV])
 local over_capacity = 0
-local current_time = ARGV[#ARGV - 1]
-local expiry = ARGV[#ARGV]
-local expired = math.floor(tonumber(current_time)) - tonumber(expiry)
-for i = 1, #KEYS do
-    redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, expired)
-    if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[i + #KEYS]) then
-        redis.call('ZADD', KEYS[i], current_time, ARGV[i])
-        redis.call('EXPIRE', KEYS[i], expiry)
+local added = {}
+for i = 1, n do
+    local key = KEYS[i]
+    local score = ARGV[2 * n + i]
+    if added[key] == nil then
+        redis.call('ZREMRANGEBYSCORE', key, 0, math.floor(tonumber(score)) - expiry)
+        added[key] = false
+    end
+    if redis.call('ZCARD', key) < tonumber(ARGV[n + i]) then
+        redis.call('ZADD', key, score, ARGV[i])
+        added[key] = true
     else
         over_capacity = over_capacity + 1
+    end
+end
+for key, was_added in pairs(added) do
+    if was_added then
+        redis.call('EXPIRE', key, expiry)
     end
 end
 return over_capacity
@@ -269,16 +284,18 @@ impl Inner {
     /// The arguments of [`SEND_SCRIPT`] for these messages, one per set.
     fn script_call(&self, messages: Vec<(String, Vec<u8>, usize)>) -> ScriptCall {
         let mut keys = Vec::with_capacity(messages.len());
-        let mut stored = Vec::with_capacity(messages.len() * 2 + 2);
+        let mut stored = Vec::with_capacity(messages.len() * 3 + 1);
         let mut capacities = Vec::with_capacity(messages.len());
+        let mut scores = Vec::with_capacity(messages.len());
         for (key, message, capacity) in messages {
             keys.push(key);
             stored.push(Value::Bytes(message.into()));
             capacities.push(Value::Integer(i64::try_from(capacity).unwrap_or(i64::MAX)));
+            // Shortest text that reads back as the same f64: scores stay distinct.
+            scores.push(Value::from(self.score().to_string()));
         }
         stored.extend(capacities);
-        // Shortest text that reads back as the same f64: scores stay distinct.
-        stored.push(Value::from(self.score().to_string()));
+        stored.extend(scores);
         stored.push(Value::Integer(secs(self.config.layer.expiry)));
         ScriptCall { keys, args: stored }
     }
@@ -431,12 +448,14 @@ impl Inner {
 
     /// The Redis part of a batch of group sends: a message per other process with members in
     /// the group, written to that process' set.
-    async fn send_batch(&self, batch: &[GroupSend]) {
+    /// Reads the groups of a batch of group sends and makes their messages: one per other
+    /// process with members in the group, for that process' set; one script call per host.
+    async fn prepare_batch(&self, batch: &[GroupSend]) -> HashMap<usize, Vec<ScriptCall>> {
         let mut groups: Vec<&str> = batch.iter().map(|send| send.group.as_str()).collect();
         groups.sort_unstable();
         groups.dedup();
         let members = self.read_groups(&groups).await;
-        let mut calls: HashMap<usize, Vec<ScriptCall>> = HashMap::new();
+        let mut messages: HashMap<usize, Vec<(String, Vec<u8>, usize)>> = HashMap::new();
         for send in batch {
             let Some(channels) = members.get(&send.group) else {
                 continue;
@@ -448,13 +467,18 @@ impl Inner {
                     continue;
                 }
             };
-            for (host, messages) in self.messages_by_host(&body, channels) {
-                calls
-                    .entry(host)
-                    .or_default()
-                    .push(self.script_call(messages));
+            for (host, made) in self.messages_by_host(&body, channels) {
+                messages.entry(host).or_default().extend(made);
             }
         }
+        messages
+            .into_iter()
+            .map(|(host, messages)| (host, vec![self.script_call(messages)]))
+            .collect()
+    }
+
+    /// Writes what [`Inner::prepare_batch`] made, every host at once.
+    async fn write_batch(&self, calls: HashMap<usize, Vec<ScriptCall>>) {
         let writes = calls.into_iter().map(|(host, calls)| async move {
             match self.run_script(host, &calls).await {
                 Ok(over) => {
@@ -649,12 +673,27 @@ async fn load_script(client: &fred::clients::Client, url: &str) -> Result<String
 }
 
 /// Sends the Redis part of queued group sends, a batch at a time, until the layer is dropped.
+///
+/// The groups of the next batch are read while the current one is written; a batch is written
+/// only once the one before it is answered, so each sender's messages keep their order.
+///
+/// A batch is at most half a set's capacity: its messages to one process arrive together, and
+/// more than the set holds would be refused before that process could pop any.
 async fn send_groups(weak: Weak<Inner>, mut queued: mpsc::Receiver<GroupSend>) {
-    let mut batch = Vec::with_capacity(SEND_BATCH);
-    while queued.recv_many(&mut batch, SEND_BATCH).await > 0 {
+    let most = match weak.upgrade() {
+        Some(inner) => SEND_BATCH.min(inner.config.layer.capacity / 2).max(1),
+        None => return,
+    };
+    let mut batch = Vec::with_capacity(most);
+    let mut writing: Option<tokio::task::JoinHandle<()>> = None;
+    while queued.recv_many(&mut batch, most).await > 0 {
         let Some(inner) = weak.upgrade() else { return };
-        inner.send_batch(&batch).await;
+        let calls = inner.prepare_batch(&batch).await;
         batch.clear();
+        if let Some(previous) = writing.take() {
+            let _ = previous.await;
+        }
+        writing = Some(tokio::spawn(async move { inner.write_batch(calls).await }));
     }
 }
 
@@ -723,8 +762,14 @@ async fn pump(weak: Weak<Inner>, client: fred::clients::Client, key: String, rou
         } else {
             popped
         };
-        let Some(inner) = weak.upgrade() else { break };
-        for (stored, score) in popped {
+        for (n, (stored, score)) in popped.into_iter().enumerate() {
+            // A batch can hold more messages than a member's queue: let the members'
+            // consumers take what they were given before the next ones, or a burst would
+            // overflow queues that are being read.
+            if n > 0 && n % YIELD_EVERY == 0 {
+                tokio::task::yield_now().await;
+            }
+            let Some(inner) = weak.upgrade() else { break };
             if let Some(envelope) = inner.deliver(&stored, score, &route) {
                 held.push_back(envelope);
             }
