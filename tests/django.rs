@@ -56,7 +56,7 @@ async fn shares_rooms(flavour: &'static str, layer_flavour: Flavour) {
     let Some(url) = redis_url().await else { return };
     let Some(venv) = venv() else { return };
     let django = DjangoLayer {
-        url: format!("{url}/0"),
+        url: url.clone(),
         flavour,
         prefix: format!("sbdj{}{flavour}", std::process::id()),
     };
