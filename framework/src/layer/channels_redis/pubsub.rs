@@ -93,8 +93,9 @@ impl PubSubChannelLayer {
             let builder = hosts::builder(url, &config)?;
             let publisher = hosts::client(&builder, url, &config).await?;
             let subscriber = hosts::subscriber(&builder, url, &config).await?;
-            // fred subscribes again to what it was subscribed to after a reconnection.
-            let _ = subscriber.manage_subscriptions();
+            // fred subscribes again to what it was subscribed to after a reconnection, in a
+            // task of its own that lives as long as the client (the handle is not needed).
+            drop(subscriber.manage_subscriptions());
             let (outgoing, queued) = mpsc::channel(PUBLISH_QUEUE);
             hosts.push(Host {
                 publisher,
