@@ -14,9 +14,10 @@ use chat_app::history::History;
 use serde_json::{Value, json};
 use support::chat::ChatNode;
 use support::django::{Daphne, DjangoLayer, venv};
-use support::redis::redis_url;
+use support::redis::{RedisProcess, redis_url};
 use support::*;
-use switchboard::layer::{ChannelsRedisConfig, Flavour};
+use switchboard::layer::channels_redis::CoreChannelLayer;
+use switchboard::layer::{ChannelLayer, ChannelsRedisConfig, Envelope, Flavour};
 use tokio_tungstenite::connect_async;
 
 #[tokio::test]
@@ -111,6 +112,79 @@ async fn shares_rooms(flavour: &'static str, layer_flavour: Flavour) {
     assert_quiet(&mut chat_elsewhere).await;
 
     close(&mut on_chat).await;
+    chat.stop().await;
+    drop(daphne);
+}
+
+/// With two hosts, channels_redis' receiver pops its process' set on the host of the channel
+/// name's part before the `!`, while its sender hashes the whole name (channels_redis #221).
+/// switchboard sends where Django receivers pop and pops everywhere Django senders write, so
+/// direct sends arrive both ways, and group chat works on groups of either host.
+#[tokio::test]
+async fn over_two_hosts_direct_sends_and_groups_reach_both_sides() {
+    let (Some(first), Some(second)) = (RedisProcess::start(), RedisProcess::start()) else {
+        return;
+    };
+    let Some(venv) = venv() else { return };
+    let urls = vec![first.url(), second.url()];
+    let django = DjangoLayer {
+        url: urls.join(","),
+        flavour: "core",
+        prefix: "asgi".to_owned(),
+    };
+    let daphne = Daphne::start(&venv, &django);
+    let config = ChannelsRedisConfig::new(urls.clone()).layer(chat_app::history::layer_config());
+    let layer = config.clone().connect().await.expect("connect");
+    let chat = ChatNode::start(layer, History::off()).await;
+
+    // chat_0 lives on the first host, chat_8 on the second (channels_redis' CRC-32 hash).
+    for room in ["0", "8"] {
+        let path = format!("/ws/chat/{room}/");
+        let mut on_django = connect_daphne(&daphne, &path).await;
+        let mut on_chat = chat.connect(&path).await;
+        send_json(&mut on_chat, &json!({"message": format!("s{room}")})).await;
+        assert_eq!(next_message(&mut on_django).await, format!("s{room}"));
+        send_json(&mut on_django, &json!({"message": format!("d{room}")})).await;
+        assert_eq!(next_message(&mut on_chat).await, format!("s{room}"));
+        assert_eq!(next_message(&mut on_chat).await, format!("d{room}"));
+    }
+
+    // Django → switchboard: a direct send to each of eight chat-app members, whose whole names
+    // hash to either host.
+    let mut ours = Vec::new();
+    for _ in 0..8 {
+        ours.push(chat.connect("/ws/chat/9/").await);
+    }
+    django.inject(&venv, &["direct", "chat_9", "direct from django"]);
+    for member in &mut ours {
+        assert_eq!(next_message(member).await, "direct from django");
+    }
+
+    // switchboard → Django: a direct send to each of eight daphne members (one process: one set,
+    // on one host, while their whole names hash to either).
+    let mut theirs = Vec::new();
+    for _ in 0..8 {
+        theirs.push(connect_daphne(&daphne, "/ws/chat/1/").await);
+    }
+    let listed = std::process::Command::new("redis-cli")
+        .args(["-p", &first.port.to_string(), "ZRANGE", "asgi:group:chat_1", "0", "-1"])
+        .output()
+        .expect("redis-cli");
+    let names: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(names.len(), 8, "{names:?}");
+    let sender = CoreChannelLayer::connect(config).await.expect("connect");
+    let event = json!({"type": "chat.message", "message": "direct from switchboard"});
+    for name in &names {
+        let envelope = Envelope::encode(&event).expect("encode");
+        sender.send(name, envelope).await.expect("direct send");
+    }
+    for member in &mut theirs {
+        assert_eq!(next_message(member).await, "direct from switchboard");
+    }
+
     chat.stop().await;
     drop(daphne);
 }

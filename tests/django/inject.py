@@ -1,6 +1,7 @@
 """Plain Python talking to the chat through Django's channel layer, as a view or a Celery task.
 
     python inject.py send GROUP MESSAGE       group_send {"type": "chat.message", "message": MESSAGE}
+    python inject.py direct GROUP MESSAGE     send the same to each channel in GROUP, one by one (core)
     python inject.py malformed GROUP          every malformed thing the tests throw at GROUP's members
 
 Settings come from the environment, as for daphne (see README.md).
@@ -28,6 +29,20 @@ def send(group, message):
     async_to_sync(layer.group_send)(group, {"type": "chat.message", "message": message})
 
 
+def direct(group, message):
+    """A direct send to each member, as code holding a consumer's channel_name does it."""
+    layer = get_channel_layer()
+
+    async def send_each():
+        connection = layer.connection(layer.consistent_hash(group))
+        members = [m.decode() for m in await connection.zrange(layer._group_key(group), 0, -1)]
+        for member in members:
+            await layer.send(member, {"type": "chat.message", "message": message})
+        print(len(members))
+
+    async_to_sync(send_each)()
+
+
 def malformed(group):
     layer = get_channel_layer()
     group_send = async_to_sync(layer.group_send)
@@ -46,7 +61,7 @@ def malformed(group):
     # Not channels_redis messages at all, written straight into Redis where the members read.
     config = settings.CHANNEL_LAYERS["default"]["CONFIG"]
     prefix = config["prefix"]
-    redis = Redis.from_url(config["hosts"][0]["address"])
+    redis = Redis.from_url(config["hosts"][0]["address"])  # one host: the tests' case
     garbage = [b"", b"\xc1", b"not msgpack", msgpack.packb([1, 2, 3]), b"\x81\xa4type" + b"\xff" * 40]
     if settings.CHANNEL_LAYERS["default"]["BACKEND"].endswith("pubsub.RedisPubSubChannelLayer"):
         for payload in garbage:
@@ -66,6 +81,8 @@ if __name__ == "__main__":
     action, group = sys.argv[1], sys.argv[2]
     if action == "send":
         send(group, sys.argv[3])
+    elif action == "direct":
+        direct(group, sys.argv[3])
     elif action == "malformed":
         malformed(group)
     else:

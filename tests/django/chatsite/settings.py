@@ -25,13 +25,15 @@ _BACKENDS = {
 _KEYS = [k for k in os.environ.get("CHANNELS_REDIS_SYMMETRIC_ENCRYPTION_KEYS", "").split(",") if k]
 
 _CONFIG = {
+    # One or more URLs, comma-separated, in order (channels_redis shards over them).
     "hosts": [
         {
-            "address": os.environ.get("CHANNELS_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            "address": url,
             # redis-py 8's default 5 s socket timeout races the core layer's 5 s blocking pop:
             # idle members would be closed with 1011 after ~5 s (channels_redis #422).
             "socket_timeout": 30,
         }
+        for url in os.environ.get("CHANNELS_REDIS_URL", "redis://127.0.0.1:6379/0").split(",")
     ],
     "prefix": os.environ.get("CHANNELS_REDIS_PREFIX", "asgi"),
 }
