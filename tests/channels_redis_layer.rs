@@ -326,3 +326,53 @@ async fn core_memberships_come_back_after_a_redis_restart() {
     sender.group_send("stays", message(9)).await.expect("send");
     assert_eq!(next_n(&mut member).await, 9);
 }
+
+/// On pub/sub, a Redis restart loses every subscription: fred subscribes again (groups and this
+/// process' channel pattern) before the layer says it is back.
+#[tokio::test]
+async fn pubsub_subscriptions_come_back_after_a_redis_restart() {
+    let Some(mut redis) = RedisProcess::start() else {
+        return;
+    };
+    let urls = [redis.url()];
+    let mut cfg = config(&urls, "asgi", LayerConfig::default()).flavour(Flavour::PubSub);
+    cfg.command_timeout = Duration::from_millis(500);
+    let layer = PubSubChannelLayer::connect(cfg.clone()).await.expect("connect");
+    let mut status = layer.status().expect("a status");
+    let mut member = layer.new_channel().await.expect("channel");
+    layer.group_add("stays", member.name()).await.expect("add");
+    redis.restart();
+    within("the layer to say it is back", async {
+        loop {
+            status.changed().await.expect("status");
+            if *status.borrow() == LayerStatus::Reconnected {
+                return;
+            }
+        }
+    })
+    .await;
+    let sender = PubSubChannelLayer::connect(cfg).await.expect("connect");
+    sender.group_send("stays", message(1)).await.expect("send");
+    assert_eq!(next_n(&mut member).await, 1);
+    sender.send(member.name(), message(2)).await.expect("send");
+    assert_eq!(next_n(&mut member).await, 2);
+}
+
+/// On pub/sub a named channel is a broadcast (channels_redis' semantics): every receiver, in
+/// every process, gets every message.
+#[tokio::test]
+async fn pubsub_named_channels_reach_every_receiver() {
+    let Some(url) = redis_url().await else { return };
+    let urls = [url];
+    let prefix = unique_prefix("cr-ps-named");
+    let (a, b) = (
+        pubsub(&urls, &prefix, LayerConfig::default()).await,
+        pubsub(&urls, &prefix, LayerConfig::default()).await,
+    );
+    let name = format!("ps-jobs-{}", std::process::id());
+    let mut on_a = a.receive_channel(&name).await.expect("receive");
+    let mut on_b = b.receive_channel(&name).await.expect("receive");
+    a.send(&name, message(1)).await.expect("send");
+    assert_eq!(next_n(&mut on_a).await, 1);
+    assert_eq!(next_n(&mut on_b).await, 1);
+}

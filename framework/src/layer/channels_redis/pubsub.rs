@@ -93,9 +93,6 @@ impl PubSubChannelLayer {
             let builder = hosts::builder(url, &config)?;
             let publisher = hosts::client(&builder, url, &config).await?;
             let subscriber = hosts::subscriber(&builder, url, &config).await?;
-            // fred subscribes again to what it was subscribed to after a reconnection, in a
-            // task of its own that lives as long as the client (the handle is not needed).
-            drop(subscriber.manage_subscriptions());
             let (outgoing, queued) = mpsc::channel(PUBLISH_QUEUE);
             hosts.push(Host {
                 publisher,
@@ -257,8 +254,21 @@ impl Followed for Inner {
         &self.health
     }
 
-    /// fred subscribes again by itself (`manage_subscriptions`).
-    async fn reconnected(&self, _host: usize) {}
+    /// Subscribes again to what this process was subscribed to on that host (fred keeps the
+    /// list: groups, named channels, this process' pattern), and waits until Redis has it, so
+    /// that the layer says it is back only once messages reach it again.
+    async fn reconnected(&self, host: usize) {
+        let subscriber = &self.hosts[host].subscriber;
+        let again = async {
+            subscriber.resubscribe_all().await?;
+            subscriber.ping::<Value>(None).await.map(|_| ())
+        };
+        match tokio::time::timeout(self.config.command_timeout, again).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(url = %self.health.url(host), error = %err, "subscribing again failed"),
+            Err(_) => tracing::warn!(url = %self.health.url(host), "subscribing again timed out"),
+        }
+    }
 }
 
 /// `*`, `?`, `[`, `]` and `\` stand for themselves in a PSUBSCRIBE pattern once escaped.
