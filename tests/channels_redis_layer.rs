@@ -337,7 +337,9 @@ async fn pubsub_subscriptions_come_back_after_a_redis_restart() {
     let urls = [redis.url()];
     let mut cfg = config(&urls, "asgi", LayerConfig::default()).flavour(Flavour::PubSub);
     cfg.command_timeout = Duration::from_millis(500);
-    let layer = PubSubChannelLayer::connect(cfg.clone()).await.expect("connect");
+    let layer = PubSubChannelLayer::connect(cfg.clone())
+        .await
+        .expect("connect");
     let mut status = layer.status().expect("a status");
     let mut member = layer.new_channel().await.expect("channel");
     layer.group_add("stays", member.name()).await.expect("add");

@@ -167,7 +167,14 @@ async fn over_two_hosts_direct_sends_and_groups_reach_both_sides() {
         theirs.push(connect_daphne(&daphne, "/ws/chat/1/").await);
     }
     let listed = std::process::Command::new("redis-cli")
-        .args(["-p", &first.port.to_string(), "ZRANGE", "asgi:group:chat_1", "0", "-1"])
+        .args([
+            "-p",
+            &first.port.to_string(),
+            "ZRANGE",
+            "asgi:group:chat_1",
+            "0",
+            "-1",
+        ])
         .output()
         .expect("redis-cli");
     let names: Vec<String> = String::from_utf8_lossy(&listed.stdout)

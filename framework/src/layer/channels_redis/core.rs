@@ -41,10 +41,16 @@ use crate::layer::{
 };
 use crate::{Error, Result};
 
-/// How long one `BZPOPMIN` waits, in seconds: well under the command timeout, so the client's
-/// timeout never ends an idle wait (channels_redis #422, where redis-py's 5 s socket timeout
-/// raced the layer's 5 s pop), and short enough that a dropped receiver is noticed.
+/// Longest wait of one `BZPOPMIN`, in seconds: short enough that a dropped receiver is noticed.
+/// It is also at most half the command timeout (see [`block_secs`]).
 const BLOCK: f64 = 1.0;
+
+/// How long one `BZPOPMIN` waits: well under the command timeout, so the client's timeout never
+/// ends an idle wait (channels_redis #422, where redis-py's 5 s socket timeout raced the layer's
+/// 5 s pop and idle daphne members were closed).
+fn block_secs(command_timeout: Duration) -> f64 {
+    (command_timeout.as_secs_f64() / 2.0).clamp(0.01, BLOCK)
+}
 
 /// Most messages taken from a set in one round trip.
 const MAX_POP: usize = 512;
@@ -717,9 +723,14 @@ async fn refresh_memberships(weak: Weak<Inner>) {
 /// receiver): whatever is waiting in one round trip, or, when nothing is, one blocking pop.
 async fn pump(weak: Weak<Inner>, client: fred::clients::Client, key: String, route: Route) {
     let mut held: VecDeque<Arc<Envelope>> = VecDeque::new();
-    let batch = match (&route, weak.upgrade()) {
-        (Route::Named(name), Some(inner)) => inner.config.layer.capacity_of(name).min(MAX_POP),
-        _ => MAX_POP,
+    let Some((batch, block)) = weak.upgrade().map(|inner| {
+        let batch = match &route {
+            Route::Named(name) => inner.config.layer.capacity_of(name).min(MAX_POP),
+            Route::Process => MAX_POP,
+        };
+        (batch, block_secs(inner.config.command_timeout))
+    }) else {
+        return;
     };
     loop {
         let Some(inner) = weak.upgrade() else { break };
@@ -749,7 +760,7 @@ async fn pump(weak: Weak<Inner>, client: fred::clients::Client, key: String, rou
             }
         };
         let popped = if popped.is_empty() {
-            match client.bzpopmin::<Value, _>(&key, BLOCK).await {
+            match client.bzpopmin::<Value, _>(&key, block).await {
                 Ok(value) => blocking_pair(value).into_iter().collect(),
                 // fred reports "nothing arrived" as a timeout.
                 Err(err) if *err.kind() == fred::error::ErrorKind::Timeout => Vec::new(),
@@ -940,6 +951,13 @@ impl ChannelLayer for CoreChannelLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_blocking_pop_ends_before_the_client_gives_up() {
+        assert_eq!(block_secs(Duration::from_secs(2)), 1.0);
+        assert_eq!(block_secs(Duration::from_millis(500)), 0.25);
+        assert_eq!(block_secs(Duration::ZERO), 0.01);
+    }
 
     #[test]
     fn non_local_names() {

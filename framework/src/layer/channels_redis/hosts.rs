@@ -28,7 +28,7 @@ pub(super) fn builder(url: &str, config: &ChannelsRedisConfig) -> Result<Builder
             c.tcp.nodelay = Some(true);
         })
         .with_performance_config(|p| {
-            // Longer than a blocking pop's own timeout (see `core::BLOCK`): the client's
+            // Blocking pops wait at most half of it (see `core::block_secs`): the client's
             // timeout must never be what ends an idle wait (channels_redis #422).
             p.default_command_timeout = config.command_timeout;
             p.broadcast_channel_capacity = 4096;

@@ -265,7 +265,9 @@ impl Followed for Inner {
         };
         match tokio::time::timeout(self.config.command_timeout, again).await {
             Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::warn!(url = %self.health.url(host), error = %err, "subscribing again failed"),
+            Ok(Err(err)) => {
+                tracing::warn!(url = %self.health.url(host), error = %err, "subscribing again failed")
+            }
             Err(_) => tracing::warn!(url = %self.health.url(host), "subscribing again timed out"),
         }
     }
