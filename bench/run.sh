@@ -6,10 +6,13 @@
 #   QUICK=1 bash bench/run.sh      # sanity run: short phases, 1 repeat, small idle counts (~5 min)
 #
 # Knobs (environment): REPEATS, SCENARIOS ("fanout-10x10 fanout-10x10-nohistory fanout-1x1000
-# idle redis redis-nohistory channels-redis"),
+# idle redis redis-nohistory"; also "cluster cluster-nohistory nats channels-redis", not run by
+# default),
 # IDLE_BASE (10000), IDLE_MAX (19000), BUDGET (maxrate seconds per search), DURATION, WARMUP,
 # GRACE (seconds of one measured phase), FIXED_DURATION, CHAT_LOG_LEVEL (warn), OUT (results
 # directory), REDIS_SERVER (redis-server binary; the Redis scenario starts its own on a free port),
+# MASTERS (3: masters of the cluster scenario's Redis Cluster, started on free ports),
+# NATS_SERVER (nats-server binary; the nats scenario starts its own),
 # LOG_CAP (bytes of each server's log kept, 20 MB), DJANGO_VENV (the Python environment with daphne
 # and channels_redis for the channels-redis scenario, default target/django-venv, as .ci/run makes).
 #
@@ -39,11 +42,13 @@ else
     GRACE=${GRACE:-1.5}
     FIXED_DURATION=${FIXED_DURATION:-8}
 fi
-SCENARIOS=${SCENARIOS:-"fanout-10x10 fanout-10x10-nohistory fanout-1x1000 idle redis redis-nohistory channels-redis"}
+SCENARIOS=${SCENARIOS:-"fanout-10x10 fanout-10x10-nohistory fanout-1x1000 idle redis redis-nohistory"}
 DJANGO_VENV=${DJANGO_VENV:-$(pwd)/target/django-venv}
 CHAT_LOG_LEVEL=${CHAT_LOG_LEVEL:-warn}
 LOG_CAP=${LOG_CAP:-20000000}
 REDIS_SERVER=${REDIS_SERVER:-redis-server}
+NATS_SERVER=${NATS_SERVER:-nats-server}
+MASTERS=${MASTERS:-3}
 MODE=full
 if [[ "$QUICK" == 1 ]]; then
     MODE=quick
@@ -239,43 +244,110 @@ idle_scenario() {
     done
 }
 
-# redis_scenario [--no-history]: the chat-app as it ships (room history in Redis, written by
-# the history workers), or the channel layer alone (both sides without history).
-redis_scenario() {
-    if ! command -v "$REDIS_SERVER" >/dev/null; then
-        log "redis: $REDIS_SERVER not found: skipping the Redis scenario"
+# wait_port PORT: until something listens there (5 s at most).
+wait_port() {
+    for _ in $(seq 1 50); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+}
+
+# start_engine ENGINE REP: starts the engine two chat-apps share, pinned with the servers; sets
+# ENGINE_PIDS (all its processes, counted as server CPU) and ENGINE_LAYER (the --layer value).
+start_engine() {
+    local engine=$1 rep=$2 port pid ports=() nodes=()
+    ENGINE_PIDS=()
+    case $engine in
+        redis)
+            port=$(free_port)
+            "${PIN_SERVER[@]}" "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save '' \
+                --appendonly no >"$OUT/logs/redis-$rep.out" 2>&1 &
+            ENGINE_PIDS+=($!)
+            wait_port "$port"
+            ENGINE_LAYER="redis://127.0.0.1:$port"
+            ;;
+        cluster)
+            # MASTERS masters, no replicas (a replica's copying would be counted as the
+            # cluster's cost, and is not what carries deliveries).
+            local dir="$OUT/logs/cluster-$rep" n
+            mkdir -p "$dir"
+            for n in $(seq 1 "$MASTERS"); do
+                port=$(free_port)
+                "${PIN_SERVER[@]}" "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save '' \
+                    --appendonly no --cluster-enabled yes --dir "$dir" \
+                    --cluster-config-file "$dir/nodes-$port.conf" >"$dir/$port.out" 2>&1 &
+                ENGINE_PIDS+=($!)
+                wait_port "$port"
+                ports+=("$port")
+                nodes+=("127.0.0.1:$port")
+            done
+            if (( MASTERS == 1 )); then
+                # redis-cli refuses a cluster of fewer than 3 masters: one node takes every slot.
+                redis-cli -p "${ports[0]}" CLUSTER ADDSLOTSRANGE 0 16383 >/dev/null
+            else
+                redis-cli --cluster create "${nodes[@]}" --cluster-yes </dev/null >"$dir/create.out"
+            fi
+            for _ in $(seq 1 100); do
+                redis-cli -p "${ports[0]}" CLUSTER INFO | grep -q 'cluster_state:ok' && break
+                sleep 0.1
+            done
+            ENGINE_LAYER="redis+cluster://$(IFS=,; echo "${nodes[*]}")"
+            ;;
+        nats)
+            port=$(free_port)
+            "${PIN_SERVER[@]}" "$NATS_SERVER" -a 127.0.0.1 -p "$port" >"$OUT/logs/nats-$rep.out" 2>&1 &
+            ENGINE_PIDS+=($!)
+            wait_port "$port"
+            ENGINE_LAYER="nats://127.0.0.1:$port"
+            ;;
+    esac
+    for pid in "${ENGINE_PIDS[@]}"; do STARTED+=("$pid"); done
+}
+
+# engine_scenario ENGINE [--no-history]: two chat-app processes sharing rooms through an engine
+# of their own (redis, cluster or nats), members split across them, against one in-memory
+# chat-app; server CPU counts both processes and the engine. With history (the chat-app as it
+# ships: room history in Redis, written by the history workers) or without (the channel layer
+# alone, both sides). NATS keeps no history, so it is measured without.
+engine_scenario() {
+    local engine=$1
+    shift
+    local flags=("$@") single=chat-app binary=$REDIS_SERVER name
+    if [[ $engine == nats ]]; then
+        binary=$NATS_SERVER
+        flags=(--no-history)
+    fi
+    if ! command -v "$binary" >/dev/null; then
+        log "$engine: $binary not found: skipping the $engine scenario"
         return
     fi
-    local flags=("$@") name=redis-10x10-max single=chat-app
-    if (( ${#flags[@]} )); then
-        name=redis-10x10-nohistory-max single=chat-app-nohistory
+    name=$engine
+    if [[ $engine == cluster ]]; then
+        name=cluster${MASTERS}m
     fi
-    local rep port redis_pid a_pid a_url b_pid b_url
+    if (( ${#flags[@]} )); then
+        name=$name-10x10-nohistory-max single=chat-app-nohistory
+    else
+        name=$name-10x10-max
+    fi
+    local rep a_pid a_url b_pid b_url pid server_pids
     local shape=(--rooms 10 --members 10 --senders 1
         --warmup "$WARMUP" --duration "$DURATION" --grace "$GRACE" --start 50000 --budget "$BUDGET")
     for rep in $(seq 1 "$REPEATS"); do
-        # Two chat-app processes sharing rooms through a Redis of their own, members split
-        # across them; server CPU counts both processes and Redis.
-        port=$(free_port)
-        "${PIN_SERVER[@]}" "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save '' \
-            --appendonly no >"$OUT/logs/redis-$rep.out" 2>&1 &
-        redis_pid=$!
-        STARTED+=("$redis_pid")
-        for _ in $(seq 1 50); do
-            (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-            sleep 0.1
-        done
-        local layer=(--layer "redis://127.0.0.1:$port" --layer-prefix "bench$rep")
+        start_engine "$engine" "$rep"
+        local layer=(--layer "$ENGINE_LAYER" --layer-prefix "bench$rep")
         start_server "chat-app-a" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" "${layer[@]}" "${flags[@]}"
         a_pid=$SERVER_PID a_url=$SERVER_URL
         start_server "chat-app-b" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" "${layer[@]}" "${flags[@]}"
         b_pid=$SERVER_PID b_url=$SERVER_URL
-        run_load "$name" cand redis-2proc "$rep" maxrate \
+        server_pids=()
+        for pid in "${ENGINE_PIDS[@]}"; do server_pids+=(--server-pid "$pid"); done
+        run_load "$name" cand "$engine-2proc" "$rep" maxrate \
             --url "$a_url" --url "$b_url" --server-pid "$a_pid" --server-pid "$b_pid" \
-            --server-pid "$redis_pid" "${shape[@]}" --room-prefix "x$rep"
+            "${server_pids[@]}" "${shape[@]}" --room-prefix "x$rep"
         stop_server "$a_pid"
         stop_server "$b_pid"
-        stop_server "$redis_pid"
+        for pid in "${ENGINE_PIDS[@]}"; do stop_server "$pid"; done
 
         start_named "$single"
         run_load "$name" base inmemory-1proc "$rep" maxrate \
@@ -405,10 +477,13 @@ for scenario in $SCENARIOS; do
         fanout-10x10-nohistory) fanout_scenario 10 10 50000 chat-app-nohistory -nohistory ;;
         fanout-1x1000) fanout_scenario 1 1000 50000 ;;
         idle) idle_scenario ;;
-        redis) redis_scenario ;;
-        redis-nohistory) redis_scenario --no-history ;;
+        redis) engine_scenario redis ;;
+        redis-nohistory) engine_scenario redis --no-history ;;
+        cluster) engine_scenario cluster ;;
+        cluster-nohistory) engine_scenario cluster --no-history ;;
+        nats) engine_scenario nats ;;
         channels-redis) channels_redis_scenario ;;
-        *) log "unknown scenario $scenario (known: fanout-10x10 fanout-10x10-nohistory fanout-1x1000 idle redis redis-nohistory channels-redis)" ;;
+        *) log "unknown scenario $scenario (known: fanout-10x10 fanout-10x10-nohistory fanout-1x1000 idle redis redis-nohistory cluster cluster-nohistory nats channels-redis)" ;;
     esac
 done
 

@@ -27,7 +27,7 @@ const TOKEN: &str = "0123456789abcdef-robot";
 const SECRET: &str = "a test secret that is long enough: 0123456789";
 
 async fn chat_server(security: Security) -> TestServer {
-    TestServer::start(application_with_security(AppState::in_memory(), security)).await
+    TestServer::start(application_with_security(AppState::default(), security)).await
 }
 
 /// `POST path` with a form body; returns status, head and body.
@@ -41,15 +41,6 @@ async fn post_form(
     all.extend_from_slice(headers);
     let (status, head, body) = http_request(server.addr, "POST", path, &all, form.as_bytes()).await;
     (status, head, String::from_utf8_lossy(&body).into_owned())
-}
-
-/// Every value of a response header (case-insensitive name).
-fn header_values(head: &str, name: &str) -> Vec<String> {
-    head.lines()
-        .filter_map(|line| line.split_once(':'))
-        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim().to_owned())
-        .collect()
 }
 
 /// The `name=value` of the session cookie a response sets.
@@ -330,7 +321,7 @@ async fn tokens_in_the_authorization_header_or_the_query_name_the_user() {
 async fn a_foreign_origin_gets_403_and_no_consumer_runs() {
     let layer = InMemoryChannelLayer::new();
     let server = TestServer::start_with_layer(
-        application_with_security(AppState::in_memory(), Security::default()),
+        application_with_security(AppState::default(), Security::default()),
         ServerConfig::default(),
         Arc::new(layer.clone()),
     )
@@ -388,7 +379,7 @@ async fn require_origin_refuses_clients_without_one_and_listed_origins_are_allow
     };
     let layer = InMemoryChannelLayer::new();
     let server = TestServer::start_with_layer(
-        application_with_security(AppState::in_memory(), security),
+        application_with_security(AppState::default(), security),
         ServerConfig::default(),
         Arc::new(layer.clone()),
     )

@@ -6,9 +6,8 @@
 
 mod support;
 
-use std::future::Future;
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -60,7 +59,7 @@ async fn two_browsers_chat_in_a_room_and_markup_stays_text() {
         return;
     }
     let server = TestServer::start(chat_app::routing::application(
-        chat_app::state::AppState::in_memory(),
+        chat_app::state::AppState::default(),
     ))
     .await;
     let driver = ChromeDriver::start().await;
@@ -534,21 +533,7 @@ async fn status_body(addr: SocketAddr) -> std::io::Result<String> {
     }
 }
 
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
-}
-
 // ---- waiting ------------------------------------------------------------------------------------
-
-/// Awaits `future` or panics naming `what` after `limit`.
-async fn bounded<T>(what: &str, limit: Duration, future: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(limit, future).await {
-        Ok(value) => value,
-        Err(_) => panic!("timed out after {limit:?} waiting for {what}"),
-    }
-}
 
 /// Calls `probe` until it returns `Ok`, every [`POLL`], for at most `limit`; then panics with
 /// `what` and the last `Err` (what was seen instead).

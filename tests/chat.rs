@@ -7,42 +7,18 @@ use std::sync::Arc;
 
 use futures::SinkExt;
 use serde_json::{Value, json};
+use support::chat::{Heard, heard, room, say};
 use support::*;
 use switchboard::layer::InMemoryChannelLayer;
 use switchboard::prelude::*;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_util::sync::CancellationToken;
+
+fn app() -> impl Application {
+    chat_app::routing::application(chat_app::state::AppState::default())
+}
 
 async fn chat_server() -> TestServer {
-    TestServer::start(chat_app::routing::application(
-        chat_app::state::AppState::in_memory(),
-    ))
-    .await
-}
-
-fn room(name: &str) -> String {
-    format!("/ws/chat/{name}/")
-}
-
-async fn say(client: &mut Client, message: &str) {
-    send_json(client, &json!({ "message": message })).await;
-}
-
-/// The next chat message's text and user, skipping informational event types.
-async fn heard(client: &mut Client) -> (String, String) {
-    loop {
-        let event = recv_json(client).await;
-        if event["type"] == "chat.message" {
-            return (
-                event["message"]
-                    .as_str()
-                    .expect("a string message")
-                    .to_owned(),
-                event["user"].as_str().expect("a string user").to_owned(),
-            );
-        }
-        assert_ne!(event["type"], "error", "unexpected error event: {event}");
-    }
+    TestServer::start(app()).await
 }
 
 #[tokio::test]
@@ -61,12 +37,15 @@ async fn a_message_reaches_the_whole_room_sender_included() {
     );
     assert_eq!(
         heard(&mut bob).await,
-        ("hello <b>room</b>".to_owned(), user.clone())
+        Heard {
+            message: "hello <b>room</b>".to_owned(),
+            user: user.clone()
+        }
     );
 
     say(&mut ann, "again").await;
     assert_eq!(
-        heard(&mut ann).await.1,
+        heard(&mut ann).await.user,
         user,
         "the guest name stays for the connection"
     );
@@ -78,10 +57,10 @@ async fn rooms_are_isolated() {
     let mut red = server.connect(&room("red")).await;
     let mut blue = server.connect(&room("blue")).await;
     say(&mut red, "only red").await;
-    assert_eq!(heard(&mut red).await.0, "only red");
+    assert_eq!(heard(&mut red).await.message, "only red");
     assert_quiet(&mut blue).await;
     say(&mut blue, "only blue").await;
-    assert_eq!(heard(&mut blue).await.0, "only blue");
+    assert_eq!(heard(&mut blue).await.message, "only blue");
     assert_quiet(&mut red).await;
 }
 
@@ -98,7 +77,7 @@ async fn fifty_members_receive_every_message_in_order() {
     }
     for member in &mut members {
         for text in &sent {
-            assert_eq!(&heard(member).await.0, text);
+            assert_eq!(&heard(member).await.message, text);
         }
     }
 }
@@ -135,13 +114,13 @@ async fn bad_input_gets_an_error_to_the_sender_only_and_the_connection_stays_usa
     assert_quiet(&mut other).await;
 
     say(&mut sender, "still here").await;
-    assert_eq!(heard(&mut sender).await.0, "still here");
-    assert_eq!(heard(&mut other).await.0, "still here");
+    assert_eq!(heard(&mut sender).await.message, "still here");
+    assert_eq!(heard(&mut other).await.message, "still here");
 
     // 4096 characters exactly is allowed.
     let longest = "é".repeat(4096);
     say(&mut sender, &longest).await;
-    assert_eq!(heard(&mut other).await.0, longest);
+    assert_eq!(heard(&mut other).await.message, longest);
 }
 
 #[tokio::test]
@@ -180,51 +159,21 @@ async fn invalid_rooms_are_refused_at_the_handshake() {
 #[tokio::test]
 async fn a_member_who_left_hears_nothing_more_and_the_group_empties() {
     let layer = InMemoryChannelLayer::new();
-    let server = Server::bind("127.0.0.1:0")
-        .await
-        .expect("bind")
-        .channel_layer(Arc::new(layer.clone()));
-    let addr = server.local_addr().expect("address");
-    let stop = CancellationToken::new();
-    let signal = stop.clone();
-    let task = tokio::spawn(server.serve_with_shutdown(
-        chat_app::routing::application(chat_app::state::AppState::in_memory()),
-        async move { signal.cancelled().await },
-    ));
-    let url = |path: &str| format!("ws://{addr}{path}");
-    let connect = |path: String| async move {
-        within("connect", tokio_tungstenite::connect_async(url(&path)))
-            .await
-            .expect("handshake")
-            .0
-    };
+    let server =
+        TestServer::start_with_layer(app(), ServerConfig::default(), Arc::new(layer.clone())).await;
 
-    let mut stays = connect(room("leaving")).await;
-    let mut leaves = connect(room("leaving")).await;
+    let mut stays = server.connect(&room("leaving")).await;
+    let mut leaves = server.connect(&room("leaving")).await;
     assert_eq!(layer.group_size("chat_leaving"), 2);
     close(&mut leaves).await;
-    within("the member to leave the group", async {
-        while layer.group_size("chat_leaving") != 1 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    wait_group_size(&layer, "chat_leaving", 1).await;
     say(&mut stays, "anyone?").await;
-    assert_eq!(heard(&mut stays).await.0, "anyone?");
+    assert_eq!(heard(&mut stays).await.message, "anyone?");
     close(&mut stays).await;
-    within("the group to empty", async {
-        while layer.group_size("chat_leaving") != 0 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    wait_group_size(&layer, "chat_leaving", 0).await;
     assert_eq!(layer.channel_count(), 0, "channel names are released");
 
-    stop.cancel();
-    within("shutdown", task)
-        .await
-        .expect("join")
-        .expect("serve");
+    server.shutdown().await;
 }
 
 #[tokio::test]

@@ -8,9 +8,6 @@
 
 mod support;
 
-use std::sync::Arc;
-
-use chat_app::history::History;
 use serde_json::{Value, json};
 use support::chat::ChatNode;
 use support::django::{Daphne, DjangoLayer, venv};
@@ -62,14 +59,10 @@ async fn shares_rooms(flavour: &'static str, layer_flavour: Flavour) {
         prefix: format!("sbdj{}{flavour}", std::process::id()),
     };
     let daphne = Daphne::start(&venv, &django);
-    let layer = ChannelsRedisConfig::new([django.url.clone()])
+    let config = ChannelsRedisConfig::new([django.url.clone()])
         .flavour(layer_flavour)
-        .prefix(django.prefix.clone())
-        .layer(chat_app::history::layer_config())
-        .connect()
-        .await
-        .expect("connect the channels_redis layer");
-    let chat = ChatNode::start(Arc::clone(&layer), History::off()).await;
+        .prefix(django.prefix.clone());
+    let chat = ChatNode::channels_redis(config).await;
 
     let mut on_django = connect_daphne(&daphne, "/ws/chat/lobby/").await;
     let mut on_chat = chat.connect("/ws/chat/lobby/").await;
@@ -133,9 +126,8 @@ async fn over_two_hosts_direct_sends_and_groups_reach_both_sides() {
         prefix: "asgi".to_owned(),
     };
     let daphne = Daphne::start(&venv, &django);
-    let config = ChannelsRedisConfig::new(urls.clone()).layer(chat_app::history::layer_config());
-    let layer = config.clone().connect().await.expect("connect");
-    let chat = ChatNode::start(layer, History::off()).await;
+    let config = ChannelsRedisConfig::new(urls.clone());
+    let chat = ChatNode::channels_redis(config.clone()).await;
 
     // chat_0 lives on the first host, chat_8 on the second (channels_redis' CRC-32 hash).
     for room in ["0", "8"] {

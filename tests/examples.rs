@@ -3,37 +3,9 @@
 
 mod support;
 
-use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use support::*;
 use switchboard::prelude::*;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-
-/// Sends a binary frame.
-async fn send_binary(client: &mut Client, bytes: &[u8]) {
-    within(
-        "sending a binary frame",
-        client.send(WsMessage::binary(bytes.to_vec())),
-    )
-    .await
-    .expect("send binary");
-}
-
-/// Asserts the server closes with `code` and that nothing follows its close frame.
-async fn assert_closed_with(client: &mut Client, code: CloseCode) {
-    let frame = recv_close(client).await.expect("a close frame with a code");
-    assert_eq!(frame.code, code, "close code (reason {:?})", frame.reason);
-    within("the end of the connection", async {
-        loop {
-            match client.next().await {
-                None | Some(Err(_)) => break,
-                Some(Ok(WsMessage::Close(_))) => continue,
-                Some(Ok(other)) => panic!("expected nothing after the close frame, got {other:?}"),
-            }
-        }
-    })
-    .await;
-}
 
 /// Closes each client from its side, then stops the server. (A client left open and unread
 /// would hold the server's graceful shutdown for its whole close timeout.)

@@ -2,100 +2,25 @@
 
 mod support;
 
-use serde_json::{Value, json};
-use support::chat::ChatNode;
+use support::chat::*;
 use support::redis::{RedisProcess, redis_url, unique_prefix};
-use support::*;
-
-async fn chat_server(urls: &[String], prefix: &str) -> ChatNode {
-    ChatNode::redis(urls, prefix).await
-}
-
-fn room(name: &str) -> String {
-    format!("/ws/chat/{name}/")
-}
-
-async fn say(client: &mut Client, message: &str) {
-    send_json(client, &json!({ "message": message })).await;
-}
-
-/// The next event of `kind`, skipping others.
-async fn next_of(client: &mut Client, kind: &str) -> Value {
-    loop {
-        let event = recv_json(client).await;
-        if event["type"] == kind {
-            return event;
-        }
-    }
-}
-
-async fn heard(client: &mut Client) -> String {
-    let event = next_of(client, "chat.message").await;
-    event["message"].as_str().expect("message").to_owned()
-}
 
 #[tokio::test]
 async fn members_on_two_processes_chat_as_one_room() {
     let Some(url) = redis_url().await else { return };
     let prefix = unique_prefix("two-servers");
-    let one = chat_server(std::slice::from_ref(&url), &prefix).await;
-    let two = chat_server(std::slice::from_ref(&url), &prefix).await;
-
-    let mut ann = one.connect(&room("shared")).await;
-    let mut bob = two.connect(&room("shared")).await;
-    let mut elsewhere = two.connect(&room("other")).await;
-
-    say(&mut ann, "from one").await;
-    assert_eq!(heard(&mut ann).await, "from one");
-    assert_eq!(heard(&mut bob).await, "from one");
-    say(&mut bob, "from two").await;
-    assert_eq!(heard(&mut ann).await, "from two");
-    assert_eq!(heard(&mut bob).await, "from two");
-    assert_quiet(&mut elsewhere).await;
+    let one = ChatNode::redis(std::slice::from_ref(&url), &prefix).await;
+    let two = ChatNode::redis(std::slice::from_ref(&url), &prefix).await;
+    two_processes_chat_as_one_room(&one, &two).await;
 }
 
 #[tokio::test]
 async fn a_burst_of_500_arrives_complete_and_in_order_per_sender() {
     let Some(url) = redis_url().await else { return };
     let prefix = unique_prefix("burst");
-    let one = chat_server(std::slice::from_ref(&url), &prefix).await;
-    let two = chat_server(std::slice::from_ref(&url), &prefix).await;
-
-    let mut sender_one = one.connect(&room("burst")).await;
-    let mut sender_two = two.connect(&room("burst")).await;
-    let mut listeners = vec![
-        one.connect(&room("burst")).await,
-        two.connect(&room("burst")).await,
-    ];
-
-    // Each sender's messages are interleaved with the other's; order holds per sender. The
-    // burst stays within what the layer's per-member queue (100) absorbs while a reader lags.
-    let sending = async {
-        for n in 0..250 {
-            say(&mut sender_one, &format!("one {n}")).await;
-            say(&mut sender_two, &format!("two {n}")).await;
-        }
-    };
-    let receiving = async {
-        for listener in &mut listeners {
-            let (mut next_one, mut next_two) = (0, 0);
-            while next_one + next_two < 500 {
-                let text = heard(listener).await;
-                match text.split_once(' ') {
-                    Some(("one", n)) => {
-                        assert_eq!(n, next_one.to_string());
-                        next_one += 1;
-                    }
-                    Some(("two", n)) => {
-                        assert_eq!(n, next_two.to_string());
-                        next_two += 1;
-                    }
-                    _ => panic!("unexpected message {text}"),
-                }
-            }
-        }
-    };
-    tokio::join!(sending, receiving);
+    let one = ChatNode::redis(std::slice::from_ref(&url), &prefix).await;
+    let two = ChatNode::redis(std::slice::from_ref(&url), &prefix).await;
+    a_burst_of_500_arrives_complete_and_in_order(&one, &two).await;
 }
 
 /// Channels subscribed on one Redis server, read with `redis-cli`.
@@ -117,8 +42,8 @@ async fn rooms_are_sharded_over_two_redis_servers() {
     };
     let urls = [first.url(), second.url()];
     let prefix = unique_prefix("shards");
-    let one = chat_server(&urls, &prefix).await;
-    let two = chat_server(&urls, &prefix).await;
+    let one = ChatNode::redis(&urls, &prefix).await;
+    let two = ChatNode::redis(&urls, &prefix).await;
 
     let mut pairs = Vec::new();
     for n in 0..8 {
@@ -129,8 +54,8 @@ async fn rooms_are_sharded_over_two_redis_servers() {
     }
     for (name, a, b) in &mut pairs {
         say(a, name).await;
-        assert_eq!(&heard(b).await, name);
-        assert_eq!(&heard(a).await, name);
+        assert_eq!(&heard(b).await.message, name);
+        assert_eq!(&heard(a).await.message, name);
     }
     let on_first = pubsub_channels(first.port);
     let on_second = pubsub_channels(second.port);
@@ -144,35 +69,19 @@ async fn rooms_are_sharded_over_two_redis_servers() {
 
 #[tokio::test]
 async fn a_redis_restart_is_survived_and_announced() {
-    let Some(mut redis) = RedisProcess::start() else {
+    let Some(redis) = RedisProcess::start() else {
         return;
     };
     let urls = [redis.url()];
     let prefix = unique_prefix("restart");
-    let one = chat_server(&urls, &prefix).await;
-    let two = chat_server(&urls, &prefix).await;
-    let mut ann = one.connect(&room("outage")).await;
-    let mut amy = one.connect(&room("outage")).await;
-    let mut bob = two.connect(&room("outage")).await;
-    say(&mut ann, "before").await;
-    assert_eq!(heard(&mut bob).await, "before");
-    assert_eq!(heard(&mut amy).await, "before");
-
-    redis.stop();
-    for client in [&mut ann, &mut amy, &mut bob] {
-        let notice = next_of(client, "layer.disconnected").await;
-        assert!(notice["notice"].is_string(), "{notice}");
-    }
-    // Members of one process still hear each other while Redis is away.
-    say(&mut ann, "during").await;
-    assert_eq!(heard(&mut amy).await, "during");
-
-    redis.restart();
-    for client in [&mut ann, &mut amy, &mut bob] {
-        let notice = next_of(client, "layer.reconnected").await;
-        assert!(notice["notice"].is_string(), "{notice}");
-    }
-    say(&mut bob, "after").await;
-    assert_eq!(heard(&mut ann).await, "after");
-    assert_eq!(heard(&mut amy).await, "after");
+    let one = ChatNode::redis(&urls, &prefix).await;
+    let two = ChatNode::redis(&urls, &prefix).await;
+    let redis = std::cell::RefCell::new(redis);
+    an_outage_is_survived_and_announced(
+        &one,
+        &two,
+        || redis.borrow_mut().stop(),
+        || redis.borrow_mut().restart(),
+    )
+    .await;
 }

@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use clap::{Parser, Subcommand};
+use std::time::Duration;
+
+use clap::Parser;
 use switchboard::middleware::AllowedOrigins;
 
 use crate::views::clean_username;
@@ -11,10 +13,6 @@ use crate::views::clean_username;
 #[derive(Debug, Parser)]
 #[command(name = "chat-app", version, about)]
 pub struct Cli {
-    /// Run the chat server (default) or only background workers.
-    #[command(subcommand)]
-    pub command: Option<Command>,
-
     /// Address to listen on, HOST:PORT.
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub bind: String,
@@ -27,27 +25,23 @@ pub struct Cli {
     #[arg(short = 'p', long)]
     pub port: Option<u16>,
 
-    /// Channel layer: Redis URL(s) `redis://HOST:PORT[/DB]`, repeated or comma-separated; several
-    /// servers shard rooms between them. Or `channels-redis://HOST:PORT[/DB]?flavour=core|pubsub&prefix=asgi`
-    /// to share groups with Django Channels processes on channels_redis. Without it, the
+    /// Channel layer: Redis URL(s) `redis://HOST:PORT[/DB]`, repeated or comma-separated (several
+    /// servers shard rooms between them), `redis+cluster://HOST:PORT[,HOST:PORT...]` (a Redis
+    /// Cluster), `nats://HOST:PORT` (no room history there), or
+    /// `channels-redis://HOST:PORT[/DB]?flavour=core|pubsub&prefix=asgi` to share groups with
+    /// Django Channels processes on channels_redis (no room history there). Without it, the
     /// in-memory layer serves one process.
-    #[arg(
-        long = "layer",
-        env = "CHANNEL_LAYER_URL",
-        value_delimiter = ',',
-        global = true
-    )]
+    #[arg(long = "layer", env = "CHANNEL_LAYER_URL", value_delimiter = ',')]
     pub layers: Vec<String>,
 
-    /// Prefix of every Redis key and channel, so several applications can share one Redis.
-    /// (On the channels-redis layer the URL's `prefix` names the layer's; this one is for the
-    /// chat-app's own sessions.)
-    #[arg(long, default_value = "switchboard", global = true)]
+    /// Prefix of every Redis key and channel (NATS subject), so several applications can share
+    /// one Redis (NATS).
+    #[arg(long, default_value = "switchboard")]
     pub layer_prefix: String,
 
     /// The channel layer group of a room: `{room}` stands for the room name. The default is
     /// the Channels tutorial's, so its consumer and the chat-app share rooms.
-    #[arg(long, default_value = "chat_{room}", global = true)]
+    #[arg(long, default_value = "chat_{room}")]
     pub group_format: String,
 
     /// channels_redis' `symmetric_encryption_keys` for the channels-redis layer, comma-separated,
@@ -56,24 +50,29 @@ pub struct Cli {
         long,
         env = "CHANNELS_REDIS_SYMMETRIC_ENCRYPTION_KEYS",
         value_delimiter = ',',
-        hide_env_values = true,
-        global = true
+        hide_env_values = true
     )]
     pub symmetric_encryption_keys: Vec<String>,
 
-    /// Do not run the background workers (room history) in this process; run them with
-    /// `chat-app worker chat-history` instead.
-    #[arg(long)]
-    pub no_workers: bool,
-
-    /// Keep no room history: nothing is stored and joiners get no `chat.history`, as in the
-    /// Channels tutorial's chat.
+    /// Keep no room history: nothing is stored, messages carry no position, joiners get no
+    /// `chat.history` and `?since=` recovers nothing, as in the Channels tutorial's chat.
     #[arg(long)]
     pub no_history: bool,
 
+    /// Memory all rooms' history may use together in this process, in MiB: past it, the
+    /// history of the rooms idle longest is forgotten first. (With Redis, the history lives in
+    /// Redis, bounded per room.)
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub history_budget_mib: u64,
+
+    /// A room without a message for this many seconds forgets its history (with Redis, the keys
+    /// carry this TTL, renewed by every message).
+    #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
+    pub history_ttl_secs: u64,
+
     /// Log filter: error, warn, info, debug, trace, or a tracing directive list.
     /// RUST_LOG, when set, wins.
-    #[arg(long, default_value = "info", global = true)]
+    #[arg(long, default_value = "info")]
     pub log_level: String,
 
     /// Sites whose pages may open WebSockets and post the login form, comma-separated: `*`,
@@ -107,18 +106,6 @@ pub struct Cli {
 /// Shortest API token accepted, in characters.
 pub const MIN_API_TOKEN_CHARS: usize = 16;
 
-/// What to run instead of the server.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run background workers only (Channels' `runworker`); with the Redis layer they receive
-    /// what every web process sends.
-    Worker {
-        /// Channel names to work on, e.g. `chat-history`.
-        #[arg(required = true)]
-        channels: Vec<String>,
-    },
-}
-
 impl Cli {
     /// The address to bind, with `-b`/`-p` applied over `--bind`.
     pub fn address(&self) -> String {
@@ -129,6 +116,16 @@ impl Cli {
         let host = self.host.as_deref().unwrap_or(bind_host);
         let port = self.port.map_or(bind_port, |p| p.to_string());
         format!("{host}:{port}")
+    }
+
+    /// How long a room's history lives after its last message (`--history-ttl-secs`).
+    pub fn history_ttl(&self) -> Duration {
+        Duration::from_secs(self.history_ttl_secs)
+    }
+
+    /// Bytes all rooms' history may hold in this process (`--history-budget-mib`).
+    pub fn history_budget(&self) -> usize {
+        usize::try_from(self.history_budget_mib << 20).unwrap_or(usize::MAX)
     }
 
     /// Who may open WebSockets and post forms: `--allowed-origins` (default: the requested
@@ -191,14 +188,21 @@ mod tests {
     }
 
     #[test]
-    fn worker_subcommand_takes_channels_and_global_flags() {
-        let cli = parse(&["worker", "chat-history", "--layer", "redis://a:1"]);
-        match cli.command {
-            Some(Command::Worker { channels }) => assert_eq!(channels, ["chat-history"]),
-            None => panic!("no subcommand"),
+    fn history_limits_have_defaults_and_flags() {
+        let cli = parse(&[]);
+        assert_eq!(cli.history_budget(), 256 << 20);
+        assert_eq!(cli.history_ttl(), Duration::from_secs(86_400));
+        let cli = parse(&["--history-budget-mib", "8", "--history-ttl-secs", "60"]);
+        assert_eq!(cli.history_budget(), 8 << 20);
+        assert_eq!(cli.history_ttl(), Duration::from_secs(60));
+        for bad in [
+            ["--history-budget-mib", "0"],
+            ["--history-ttl-secs", "0"],
+            ["--history-ttl-secs", "-5"],
+        ] {
+            let args = std::iter::once("chat-app").chain(bad);
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
         }
-        assert_eq!(cli.layers, ["redis://a:1"]);
-        assert!(parse(&[]).command.is_none());
     }
 
     #[test]

@@ -1,16 +1,12 @@
 //! The chat consumer: one per WebSocket, one group per room.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use rand::Rng;
-use switchboard::layer::Envelope;
+use switchboard::consumer::LogJoin;
+use switchboard::layer::{Envelope, Position, PositionError};
 use switchboard::prelude::*;
 
-use crate::group_format::GroupFormat;
-use crate::history::{HISTORY_CHANNEL, History, HistoryMessage};
-
-/// Longest accepted message, in characters.
-pub const MAX_MESSAGE_CHARS: usize = 4096;
+use crate::rooms::check_message;
+use crate::state::AppState;
 
 /// What a client sends: `{"message": "<text>"}`.
 ///
@@ -39,66 +35,70 @@ pub enum ChatEvent {
     },
 }
 
-/// The room member: joins the room's group (`chat_<room>` by default) before the handshake
-/// answers, so a message sent right after connecting reaches everyone, and gets the room's
-/// history before live messages.
+/// The room member: joins `chat_<room>` before the handshake answers, so a message sent right
+/// after connecting reaches everyone; reads the room's log in the same step, so that it gets
+/// either what it missed since `?since=EPOCH:OFFSET` or the room's history, and then the live
+/// messages, none twice and none missing.
 pub struct ChatConsumer {
     room: String,
     group: String,
-    group_format: GroupFormat,
     display_name: String,
-    history: History,
-    /// Messages said so far, to make each history entry's id unique.
-    said: u64,
+    state: AppState,
 }
 
 impl ChatConsumer {
-    /// A consumer reading history from `history`, joining the group `group_format` names.
-    pub fn new(history: History, group_format: GroupFormat) -> ChatConsumer {
+    /// A consumer for one connection.
+    pub fn new(state: AppState) -> ChatConsumer {
         ChatConsumer {
             room: String::new(),
             group: String::new(),
-            group_format,
             display_name: String::new(),
-            history,
-            said: 0,
+            state,
+        }
+    }
+
+    /// Joins the room's group and reads its log: the recovery asked for, else the history.
+    /// A log that cannot be read (Redis down) is logged and the member joins without it.
+    async fn join(&mut self, ws: &mut Websocket, since: Option<&Position>) -> Result<Joined> {
+        if self.state.history_limit == 0 && since.is_none() {
+            ws.group_add(&self.group).await?;
+            return Ok(Joined::Quietly);
+        }
+        match ws
+            .group_add_with_log(&self.group, since, self.state.history_limit)
+            .await
+        {
+            Ok(LogJoin::Recovered) => Ok(Joined::Recovered),
+            Ok(LogJoin::History {
+                messages,
+                since_lost,
+            }) => Ok(Joined::History {
+                messages,
+                since_lost,
+            }),
+            Err(err @ Error::Unavailable { .. }) => {
+                tracing::warn!(room = %self.room, error = %err, "room log unavailable: joining without history");
+                Ok(Joined::History {
+                    messages: Vec::new(),
+                    since_lost: since.is_some(),
+                })
+            }
+            Err(err) => Err(err),
         }
     }
 }
 
-impl ChatConsumer {
-    /// Adds a message to the room's history. In memory it is pushed right here: a push under a
-    /// lock is less work than handing it to a worker (an encode, a queue, the worker's wake-up
-    /// and the copies into the store). For Redis it goes to the history worker, so the chat
-    /// never waits for a round trip; best effort: a full or absent worker must not cost the
-    /// chat.
-    async fn remember(&mut self, ws: &mut Websocket, message: String) {
-        let layer = match &self.history {
-            History::Off => return,
-            History::Memory(rooms) => {
-                rooms.push(&self.room, message, self.display_name.clone());
-                return;
-            }
-            History::Redis { .. } => ws.channel_layer(),
-        };
-        self.said += 1;
-        let remember = HistoryMessage {
-            room: self.room.clone(),
-            message,
-            user: self.display_name.clone(),
-            at: now_micros(),
-            id: format!("{}#{}", ws.channel_name(), self.said),
-        };
-        // Plain JSON, not typed: the worker reads only the room and time and stores the JSON.
-        let sent = async {
-            layer
-                .send(HISTORY_CHANNEL, Envelope::encode(&remember)?)
-                .await
-        };
-        if let Err(err) = sent.await {
-            history_not_written(&self.room, &err);
-        }
-    }
+/// How a member joined its room.
+enum Joined {
+    /// Without reading the log (`--no-history`, no `since`).
+    Quietly,
+    /// What it missed since its position is on its way, before live messages.
+    Recovered,
+    /// The room's newest messages; `since_lost` when a position was asked for in vain.
+    History {
+        messages: Vec<std::sync::Arc<Envelope>>,
+        since_lost: bool,
+    },
 }
 
 /// A guest name that stays the same for the whole connection.
@@ -106,48 +106,25 @@ fn guest_name() -> String {
     format!("guest-{:04}", rand::rng().random_range(0..10_000))
 }
 
-/// Seconds between two "not added to the history" warnings of this process: under overload
-/// every message fails alike, and a line per message would cost more than the message.
-const HISTORY_WARNING_INTERVAL: u64 = 10;
-
-/// Logs a message left out of the history, at most once per [`HISTORY_WARNING_INTERVAL`], with
-/// how many were left out since the last line.
-fn history_not_written(room: &str, err: &Error) {
-    static LAST_WARNING: AtomicU64 = AtomicU64::new(0);
-    static SKIPPED: AtomicU64 = AtomicU64::new(0);
-    let now = now_micros() / 1_000_000;
-    let last = LAST_WARNING.load(Ordering::Relaxed);
-    if now >= last + HISTORY_WARNING_INTERVAL
-        && LAST_WARNING
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
-        let also = SKIPPED.swap(0, Ordering::Relaxed);
-        tracing::warn!(%room, error = %err, also_not_written = also, "message not added to the history");
-    } else {
-        SKIPPED.fetch_add(1, Ordering::Relaxed);
-    }
+/// The `since` of the query string: `None` when absent, an error when malformed.
+fn since_of(scope: &Scope) -> Result<Option<Position>, PositionError> {
+    scope.query().get("since").map(str::parse).transpose()
 }
 
-/// Microseconds since the Unix epoch (0 for a clock set before 1970).
-fn now_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-/// Why a decoded message is refused, if it is.
-fn check_message(message: &str) -> Result<(), String> {
-    if message.trim().is_empty() {
-        return Err("empty message".to_owned());
+/// `{"type": "chat.history", "messages": [...]}`, written around the messages' own JSON (each
+/// with its position): nothing is decoded to be encoded again.
+fn history_event(messages: &[std::sync::Arc<Envelope>]) -> String {
+    let size = messages.iter().map(|m| m.json().len() + 40).sum::<usize>() + 40;
+    let mut event = String::with_capacity(size);
+    event.push_str(r#"{"type":"chat.history","messages":["#);
+    for (n, message) in messages.iter().enumerate() {
+        if n > 0 {
+            event.push(',');
+        }
+        event.push_str(message.text().as_str());
     }
-    if message.chars().count() > MAX_MESSAGE_CHARS {
-        return Err(format!(
-            "message too long: at most {MAX_MESSAGE_CHARS} characters"
-        ));
-    }
-    Ok(())
+    event.push_str("]}");
+    event
 }
 
 impl JsonWebsocketConsumer for ChatConsumer {
@@ -156,31 +133,44 @@ impl JsonWebsocketConsumer for ChatConsumer {
 
     async fn connect(&mut self, ws: &mut Websocket) -> Result<()> {
         self.room = ws.scope().kwarg("room_name")?.to_owned();
-        self.group = self.group_format.group(&self.room);
+        self.group = self.state.group_format.group(&self.room);
         self.display_name = match ws.scope().user.username() {
             Some(name) => name.to_owned(),
             None => guest_name(),
         };
-        // Joined before the history is read: a message in between may show twice, but none
-        // goes missing; live messages wait in this consumer's queue until the history is out.
-        ws.group_add(&self.group).await?;
-        let recent = self.history.recent(&self.room).await.unwrap_or_else(|err| {
-            tracing::warn!(room = %self.room, error = %err, "history unavailable: joining without it");
-            Vec::new()
-        });
+        // A malformed position is answered once the socket is open; the member joins as
+        // without one.
+        let since = since_of(ws.scope());
+        let joined = self
+            .join(ws, since.as_ref().ok().and_then(Option::as_ref))
+            .await?;
         ws.accept().await?;
-        if recent.is_empty() {
-            return Ok(());
+        if let Err(err) = &since {
+            let error = format!("invalid since: {err}");
+            ws.send_json(&serde_json::json!({"type": "error", "error": error}))
+                .await?;
         }
-        let messages: Vec<ChatEvent> = recent
-            .into_iter()
-            .map(|entry| ChatEvent::ChatMessage {
-                message: entry.message,
-                user: entry.user,
-            })
-            .collect();
-        ws.send_json(&serde_json::json!({"type": "chat.history", "messages": messages}))
-            .await
+        match joined {
+            Joined::Quietly => Ok(()),
+            Joined::Recovered => {
+                ws.send_json(&serde_json::json!({"type": "chat.recovered", "recovered": true}))
+                    .await
+            }
+            Joined::History {
+                messages,
+                since_lost,
+            } => {
+                if since_lost {
+                    ws.send_json(
+                        &serde_json::json!({"type": "chat.recovered", "recovered": false}),
+                    )
+                    .await?;
+                } else if messages.is_empty() {
+                    return Ok(());
+                }
+                ws.send_text(history_event(&messages)).await
+            }
+        }
     }
 
     async fn receive_json(&mut self, ws: &mut Websocket, input: ChatInput) -> Result<()> {
@@ -189,27 +179,24 @@ impl JsonWebsocketConsumer for ChatConsumer {
                 .send_json(&serde_json::json!({"type": "error", "error": error}))
                 .await;
         }
-        let remembered = self.history.is_on().then(|| input.message.clone());
         let event = ChatEvent::ChatMessage {
             message: input.message,
             user: self.display_name.clone(),
         };
         // Channels' `self.channel_layer.group_send(...)`, with a typed envelope: the members in
-        // this process forward the event without parsing it back.
+        // this process forward the event without parsing it back. The layer logs it on the way.
         ws.channel_layer()
             .group_send(&self.group, Envelope::typed(event)?)
-            .await?;
-        if let Some(message) = remembered {
-            self.remember(ws, message).await;
-        }
-        Ok(())
+            .await
     }
 
+    /// Forwards the message as it was encoded, with its position in the room's log.
     async fn event(&mut self, ws: &mut Websocket, event: Event<ChatEvent>) -> Result<()> {
         ws.forward(&event).await
     }
 
-    /// Tells the page that messages from other processes may be missing, so it can say so.
+    /// Tells the page that messages from other processes may be missing, so it can say so (and
+    /// reconnect with its last position to recover them).
     async fn layer_status(&mut self, ws: &mut Websocket, status: LayerStatus) -> Result<()> {
         let (kind, notice) = match status {
             LayerStatus::Disconnected => (
@@ -232,11 +219,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn messages_are_checked() {
-        assert!(check_message("hi").is_ok());
-        assert!(check_message("   ").is_err());
-        assert!(check_message(&"x".repeat(MAX_MESSAGE_CHARS)).is_ok());
-        assert!(check_message(&"é".repeat(MAX_MESSAGE_CHARS + 1)).is_err());
+    fn since_is_optional_and_checked() {
+        let scope = |query: &str| Scope::new(switchboard::scope::Protocol::Websocket, query);
+        assert_eq!(since_of(&scope("/ws/chat/a/")), Ok(None));
+        assert_eq!(
+            since_of(&scope("/ws/chat/a/?since=ab12:7"))
+                .unwrap()
+                .unwrap()
+                .offset,
+            7
+        );
+        assert!(since_of(&scope("/ws/chat/a/?since=nope")).is_err());
+    }
+
+    #[test]
+    fn history_is_written_around_the_messages_json() {
+        let message = Envelope::from_json(r#"{"type":"chat.message","message":"hi","user":"a"}"#);
+        let event: serde_json::Value =
+            serde_json::from_str(&history_event(&[message.clone(), message])).unwrap();
+        assert_eq!(event["type"], "chat.history");
+        assert_eq!(event["messages"][1]["message"], "hi");
+        assert_eq!(
+            history_event(&[]),
+            r#"{"type":"chat.history","messages":[]}"#
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@ use std::fmt;
 
 use switchboard::layer::validate_group_name;
 
+use crate::rooms::GROUP_PREFIX;
+
 /// The placeholder a group format must hold once.
 const ROOM: &str = "{room}";
 
@@ -19,7 +21,7 @@ pub struct GroupFormat {
 impl Default for GroupFormat {
     fn default() -> Self {
         GroupFormat {
-            before: "chat_".to_owned(),
+            before: GROUP_PREFIX.to_owned(),
             after: String::new(),
         }
     }
@@ -53,6 +55,11 @@ impl GroupFormat {
     pub fn group(&self, room: &str) -> String {
         format!("{}{room}{}", self.before, self.after)
     }
+
+    /// A channel layer name pattern matching every room's group (for their logs).
+    pub fn pattern(&self) -> String {
+        format!("{}*", self.before)
+    }
 }
 
 impl fmt::Debug for GroupFormat {
@@ -68,6 +75,7 @@ mod tests {
     #[test]
     fn formats_hold_the_room_once_and_make_valid_names() {
         assert_eq!(GroupFormat::default().group("lobby"), "chat_lobby");
+        assert_eq!(GroupFormat::default().pattern(), "chat_*");
         assert_eq!(
             GroupFormat::parse("chat_{room}").unwrap(),
             GroupFormat::default()

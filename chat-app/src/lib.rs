@@ -2,14 +2,15 @@
 //!
 //! Built only on switchboard's public API, laid out as a Django Channels project would be:
 //! [`routing`] is the routing module (Channels' `asgi.py` + `routing.py`), [`consumers`] holds
-//! the `ChatConsumer`, [`views`] the HTTP pages. The wire contract is `chat-protocol.md`.
+//! the `ChatConsumer`, [`views`] the HTTP pages, [`rooms`] the rules for room names and
+//! messages that all three follow. The wire contract is `chat-protocol.md`.
 
+pub mod backend;
 pub mod cli;
 pub mod consumers;
 mod decode;
 pub mod group_format;
-pub mod history;
-pub mod layer;
+pub mod rooms;
 pub mod routing;
 pub mod state;
 pub mod views;

@@ -1,19 +1,19 @@
-//! `chat-app`: serve the group chat until Ctrl-C or SIGTERM, or run its workers
-//! (`chat-app worker chat-history`, Channels' `runworker`).
+//! `chat-app`: serve the group chat until Ctrl-C or SIGTERM.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use chat_app::cli::{Cli, Command};
+use chat_app::backend::{Backend, layer_from_url};
+use chat_app::cli::Cli;
 use chat_app::group_format::GroupFormat;
-use chat_app::history;
-use chat_app::layer::{Chosen, layer_from_url};
+use chat_app::rooms;
 use chat_app::routing::{self, Security};
 use chat_app::state::AppState;
 use clap::Parser;
+use switchboard::layer::LayerConfig;
 use switchboard::middleware::{RedisSessionStore, SessionConfig, SessionKey};
-use switchboard::server::{Server, shutdown_signal};
+use switchboard::server::Server;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -39,71 +39,50 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), String> {
     let group_format = GroupFormat::parse(&cli.group_format)?;
-    let Chosen {
+    let limits = if cli.no_history {
+        LayerConfig::default()
+    } else {
+        rooms::layer_config_for(cli.history_ttl(), cli.history_budget(), &group_format)
+    };
+    let Backend {
         layer,
         history,
-        sessions: sessions_url,
-    } = layer_from_url(&cli).await?;
+        sessions: session_store,
+    } = layer_from_url(
+        &cli.layers,
+        &cli.layer_prefix,
+        limits,
+        &cli.symmetric_encryption_keys,
+    )
+    .await?;
     let state = AppState {
-        history,
-        group_format,
+        history_limit: if history { rooms::HISTORY_LIMIT } else { 0 },
+        group_format: Arc::new(group_format),
     };
-
-    if let Some(Command::Worker { channels }) = &cli.command {
-        if cli.layers.is_empty() {
-            tracing::warn!(
-                "a worker process on the in-memory layer only hears itself: pass --layer redis://…"
-            );
-        }
-        let running = history::workers(state.history.clone())
-            .spawn(layer, Some(channels))
-            .await
-            .map_err(|err| err.to_string())?;
-        println!(
-            "chat-app worker: receiving on {} (Ctrl-C to stop)",
-            channels.join(", ")
-        );
-        shutdown_signal().await;
-        running.shutdown().await;
-        return Ok(());
-    }
 
     // Flags first, so a typo is reported before anything connects.
     let security = Security {
         origins: cli.origins()?,
         api_tokens: cli.api_tokens()?,
-        sessions: sessions(&cli, sessions_url.as_deref()).await?,
+        sessions: sessions(&cli, session_store.as_deref()).await?,
     };
     let address = cli.address();
     let server = Server::bind(&address)
         .await
         .map_err(|err| format!("cannot listen on {address}: {err}"))?
-        .channel_layer(Arc::clone(&layer));
-    // Without history there is nothing for the workers to do.
-    let workers = if cli.no_workers || !state.history.is_on() {
-        None
-    } else {
-        let running = history::workers(state.history.clone())
-            .spawn(layer, None)
-            .await
-            .map_err(|err| err.to_string())?;
-        Some(running)
-    };
+        .channel_layer(layer);
     let addr = server.local_addr().map_err(|err| err.to_string())?;
     println!("switchboard chat: open http://{addr}/ (Ctrl-C to stop)");
-    let served = server
+    server
         .serve(routing::application_with_security(state, security))
-        .await;
-    if let Some(workers) = workers {
-        workers.shutdown().await;
-    }
-    served.map_err(|err| err.to_string())
+        .await
+        .map_err(|err| err.to_string())
 }
 
-/// Sessions signed with `SESSION_SECRET` (or a random key, with a warning), kept in Redis with
-/// `--layer` (on the first server, like room history) so every process reads them, else in
-/// memory.
-async fn sessions(cli: &Cli, redis: Option<&str>) -> Result<SessionConfig, String> {
+/// Sessions signed with `SESSION_SECRET` (or a random key, with a warning), kept in the Redis
+/// that `--layer` names (on the first server, or the cluster) so every process reads them, else
+/// in memory.
+async fn sessions(cli: &Cli, store: Option<&str>) -> Result<SessionConfig, String> {
     let key = match std::env::var("SESSION_SECRET") {
         Ok(secret) => {
             SessionKey::from_secret(secret).map_err(|err| format!("SESSION_SECRET: {err}"))?
@@ -123,7 +102,7 @@ async fn sessions(cli: &Cli, redis: Option<&str>) -> Result<SessionConfig, Strin
         Err(err) => return Err(format!("SESSION_SECRET: {err}")),
     };
     let sessions = SessionConfig::new(key).secure(cli.secure_cookies);
-    match redis {
+    match store {
         None => Ok(sessions),
         Some(url) => RedisSessionStore::connect(url, &cli.layer_prefix)
             .await

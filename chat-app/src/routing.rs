@@ -6,6 +6,7 @@ use std::sync::Arc;
 use switchboard::prelude::*;
 
 use crate::consumers::ChatConsumer;
+use crate::rooms::is_room_name;
 use crate::state::AppState;
 use crate::views::{self, ChatBackend};
 
@@ -34,21 +35,12 @@ impl Default for Security {
     }
 }
 
-/// Whether `name` is a room name: `[A-Za-z0-9_-]{1,64}`.
-pub fn is_room_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 /// WebSocket routes (Channels' `websocket_urlpatterns`).
 pub fn websocket_urlpatterns(state: &AppState) -> URLRouter {
-    let history = state.history.clone();
-    let group_format = state.group_format.clone();
+    let state = state.clone();
     URLRouter::new().converter("room", is_room_name).route(
         "/ws/chat/{room_name:room}/",
-        ConsumerApp::new(move || ChatConsumer::new(history.clone(), group_format.clone())),
+        ConsumerApp::new(move || ChatConsumer::new(state.clone())),
     )
 }
 
@@ -76,19 +68,4 @@ pub fn application_with_security(state: AppState, security: Security) -> Protoco
             origins,
             AuthMiddlewareStack::new(sessions, users, websocket_urlpatterns(&state)),
         ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_room_name;
-
-    #[test]
-    fn room_names() {
-        for ok in ["a", "lobby", "room_1-B", &"r".repeat(64)] {
-            assert!(is_room_name(ok), "{ok}");
-        }
-        for bad in ["", "a b", "a.b", "café", &"r".repeat(65), "a/b"] {
-            assert!(!is_room_name(bad), "{bad}");
-        }
-    }
 }

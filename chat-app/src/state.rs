@@ -1,23 +1,26 @@
 //! What the chat-app's consumers and views share.
 
-use crate::group_format::GroupFormat;
-use crate::history::History;
+use std::sync::Arc;
 
-/// Shared application state, handed to the routing module (Django's settings and stores).
-#[derive(Clone)]
+use crate::group_format::GroupFormat;
+use crate::rooms::HISTORY_LIMIT;
+
+/// Shared application state, handed to the routing module (Django's settings).
+#[derive(Debug, Clone)]
 pub struct AppState {
-    /// Where room history lives.
-    pub history: History,
-    /// The group a room's members join (`--group-format`).
-    pub group_format: GroupFormat,
+    /// How many of a room's newest messages a joiner gets; 0 (`--no-history`) for none, and
+    /// then the room's log is not read at all.
+    pub history_limit: usize,
+    /// The group a room's members join (`--group-format`), shared by every consumer.
+    pub group_format: Arc<GroupFormat>,
 }
 
-impl AppState {
-    /// State for one process with nothing outside it: history in memory.
-    pub fn in_memory() -> AppState {
+impl Default for AppState {
+    /// Joiners get the last [`HISTORY_LIMIT`] messages; rooms are the groups `chat_{room}`.
+    fn default() -> AppState {
         AppState {
-            history: History::in_memory(),
-            group_format: GroupFormat::default(),
+            history_limit: HISTORY_LIMIT,
+            group_format: Arc::default(),
         }
     }
 }

@@ -6,7 +6,7 @@ use switchboard::http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HOST, REFERE
 use switchboard::http::{HeaderValue, Method, Uri};
 use switchboard::prelude::*;
 
-use crate::routing::is_room_name;
+use crate::rooms::is_room_name;
 
 const LOBBY: &str = include_str!("pages/lobby.html");
 const ROOM: &str = include_str!("pages/room.html");

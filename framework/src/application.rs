@@ -10,16 +10,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt};
-use futures::{Sink, Stream};
 use http::{HeaderMap, Response, StatusCode};
 use tokio::sync::oneshot;
-use tokio_tungstenite::tungstenite;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::layer::SharedLayer;
 use crate::scope::Scope;
-use crate::server::transport::Socket;
+use crate::transport::{BoxTransport, Socket};
 
 /// An HTTP response with its whole body.
 pub type HttpResponse = Response<Bytes>;
@@ -171,27 +169,6 @@ impl fmt::Debug for HttpConnection {
             .finish_non_exhaustive()
     }
 }
-
-/// The duplex stream of WebSocket messages a consumer talks over once accepted: a real socket
-/// in production, in-memory queues in tests.
-pub trait Transport:
-    Stream<Item = Result<tungstenite::Message, tungstenite::Error>>
-    + Sink<tungstenite::Message, Error = tungstenite::Error>
-    + Send
-    + Unpin
-{
-}
-
-impl<T> Transport for T where
-    T: Stream<Item = Result<tungstenite::Message, tungstenite::Error>>
-        + Sink<tungstenite::Message, Error = tungstenite::Error>
-        + Send
-        + Unpin
-{
-}
-
-/// A transport whose concrete type is erased.
-pub type BoxTransport = Box<dyn Transport>;
 
 /// How an application answered a WebSocket handshake.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -57,9 +57,44 @@ pub enum Error {
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 
-    /// The channel layer could not do what was asked.
+    /// The channel layer could not do what was asked: a channel that is not the layer's, a
+    /// receiver that already exists, a layer that has stopped.
     #[error("channel layer error: {0}")]
     Layer(String),
+
+    /// A backend (Redis, NATS) did not answer or refused a command. Transient: the clients
+    /// reconnect on their own, so the same call may succeed later.
+    #[error("{service} at {url} is unavailable: {reason}")]
+    Unavailable {
+        /// What was asked of whom, e.g. `"Redis (session store)"`.
+        service: String,
+        /// The backend's URL.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// A configuration value cannot be used: a URL, a secret, an origin pattern, a limit.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// Sessions are missing or misused: no `SessionMiddleware` around the application, a login
+    /// with an anonymous user, a session cookie that cannot be made.
+    #[error("session error: {0}")]
+    Session(String),
+
+    /// A worker's job failed or panicked.
+    #[error("worker failed: {0}")]
+    Worker(String),
+
+    /// A cookie cannot be put in a response header.
+    #[error(
+        "cookie {name:?} cannot be sent: its path or domain holds characters not allowed in a header"
+    )]
+    Cookie {
+        /// The cookie's name.
+        name: String,
+    },
 
     /// A route pattern could not be registered.
     #[error("invalid route {pattern:?}: {reason}")]

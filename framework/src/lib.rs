@@ -17,6 +17,9 @@
 //! | daphne | [`Server`](server::Server) |
 //! | `WebsocketCommunicator`, `HttpCommunicator`, `ApplicationCommunicator` | the same names in [`testing`] |
 //!
+//! With the crate feature `axum` (or `tower`), `switchboard::tower` mounts an application into
+//! an axum router as a tower service, and an axum router into an application.
+//!
 //! ## A room chat in one file
 //!
 //! ```no_run
@@ -66,12 +69,18 @@
 pub mod application;
 pub mod consumer;
 mod error;
+pub mod guide;
 pub mod layer;
 pub mod middleware;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod routing;
 pub mod scope;
 pub mod server;
 pub mod testing;
+#[cfg(feature = "tower")]
+pub mod tower;
+pub mod transport;
 pub mod worker;
 
 pub use application::{Application, Connection};
@@ -105,35 +114,3 @@ pub mod prelude {
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 mod readme {}
-
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/tutorial.md")]
-mod tutorial {}
-
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/concepts.md")]
-mod concepts {}
-
-#[cfg(all(doctest, feature = "redis"))]
-#[doc = include_str!("../../docs/scaling.md")]
-mod scaling {}
-
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/security.md")]
-mod security {}
-
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/testing.md")]
-mod testing_guide {}
-
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/workers.md")]
-mod workers_guide {}
-
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/migrating.md")]
-mod migrating {}
-
-#[cfg(all(doctest, feature = "channels-redis"))]
-#[doc = include_str!("../../docs/channels-redis.md")]
-mod channels_redis_guide {}

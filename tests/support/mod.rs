@@ -4,10 +4,12 @@
 
 pub mod chat;
 pub mod django;
+pub mod nats;
 pub mod redis;
+pub mod redis_cluster;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,10 +34,29 @@ pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Awaits `future` or panics naming `what` after [`TIMEOUT`].
 pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(TIMEOUT, future).await {
+    bounded(what, TIMEOUT, future).await
+}
+
+/// Awaits `future` or panics naming `what` after `limit`: [`within`] for the rare wait that
+/// needs another bound (starting a browser).
+pub async fn bounded<T>(what: &str, limit: Duration, future: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, future).await {
         Ok(value) => value,
-        Err(_) => panic!("timed out after {TIMEOUT:?} waiting for {what}"),
+        Err(_) => panic!("timed out after {limit:?} waiting for {what}"),
     }
+}
+
+/// A 127.0.0.1 port nobody listens on right now, for a process the test starts.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// The default server configuration with `edit` applied.
+pub fn config(edit: impl FnOnce(&mut ServerConfig)) -> ServerConfig {
+    let mut config = ServerConfig::default();
+    edit(&mut config);
+    config
 }
 
 /// A server running in this process until [`TestServer::shutdown`] or drop.
@@ -151,6 +172,16 @@ pub async fn send_text(client: &mut Client, text: &str) {
         .expect("send text");
 }
 
+/// Sends a binary frame.
+pub async fn send_binary(client: &mut Client, bytes: &[u8]) {
+    within(
+        "sending a binary frame",
+        client.send(WsMessage::binary(bytes.to_vec())),
+    )
+    .await
+    .expect("send binary");
+}
+
 /// Sends `value` as a JSON text frame.
 pub async fn send_json(client: &mut Client, value: &Value) {
     send_text(client, &value.to_string()).await;
@@ -216,16 +247,55 @@ pub async fn recv_close(client: &mut Client) -> Option<CloseFrame> {
     .await
 }
 
+/// Waits for the server's close frame, then for the end of the connection (reading on, so the
+/// client's close reply goes out and the closing handshake completes); returns the server's
+/// frame. A data frame after the close frame fails the test.
+pub async fn closed_by_server(client: &mut Client) -> CloseFrame {
+    let frame = recv_close(client)
+        .await
+        .expect("the server's close frame carries a code");
+    within("the end of the connection", async {
+        loop {
+            match client.next().await {
+                None | Some(Err(_)) => break,
+                Some(Ok(WsMessage::Close(_))) => continue,
+                Some(Ok(other)) => panic!("expected nothing after the close frame, got {other:?}"),
+            }
+        }
+    })
+    .await;
+    frame
+}
+
+/// Asserts the server closes with `code` and that nothing follows its close frame.
+pub async fn assert_closed_with(client: &mut Client, code: CloseCode) {
+    let frame = closed_by_server(client).await;
+    assert_eq!(frame.code, code, "close code (reason {:?})", frame.reason);
+}
+
 /// Closes from the client side with 1000 and waits for the server's echo.
 pub async fn close(client: &mut Client) {
     let normal = CloseFrame {
-        code: tungstenite::protocol::frame::coding::CloseCode::Normal,
+        code: CloseCode::Normal,
         reason: "".into(),
     };
     within("closing", client.close(Some(normal))).await.ok();
     within("the close echo", async {
         while let Some(Ok(_)) = client.next().await {}
     })
+    .await;
+}
+
+/// Waits until `group` has `size` members in `layer`.
+pub async fn wait_group_size(layer: &InMemoryChannelLayer, group: &str, size: usize) {
+    within(
+        &format!("group {group:?} to have {size} member(s)"),
+        async {
+            while layer.group_size(group) != size {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        },
+    )
     .await;
 }
 
@@ -271,6 +341,21 @@ pub async fn http_request(
         .and_then(|s| s.parse().ok())
         .expect("a status code");
     (status, head, raw[split + 4..].to_vec())
+}
+
+/// Every value of a header in a raw response head (the name in any case).
+pub fn header_values<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
+    head.lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(key, _)| key.trim().eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.trim())
+        .collect()
+}
+
+/// The first value of a header in a raw response head.
+pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    header_values(head, name).first().copied()
 }
 
 /// `GET path`: status and body as text.

@@ -1,11 +1,12 @@
 //! Redis for the tests: the shared server from `REDIS_URL`, or private `redis-server`
 //! processes the tests start (and stop) on their own ports.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use switchboard::layer::{RedisChannelLayer, RedisConfig};
+
+use super::free_port;
 
 /// The Redis URL to test against, or `None` (said loudly) when no Redis answers outside CI.
 /// With `CI` set, a missing Redis fails the test instead.
@@ -37,11 +38,10 @@ pub struct RedisProcess {
 impl RedisProcess {
     /// Starts one on a free port, or `None` (loudly; a failure in CI) without `redis-server`.
     pub fn start() -> Option<RedisProcess> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let mut redis = RedisProcess { port, child: None };
+        let mut redis = RedisProcess {
+            port: free_port(),
+            child: None,
+        };
         if let Err(err) = redis.spawn() {
             if std::env::var_os("CI").is_some() {
                 panic!("redis-server is required in CI: {err}");

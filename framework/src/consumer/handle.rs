@@ -1,5 +1,6 @@
 //! The handle a consumer talks through.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
@@ -12,10 +13,10 @@ use tokio_tungstenite::tungstenite::{self, Utf8Bytes};
 
 use super::{CloseCode, Message};
 use crate::application::{HandshakeAnswer, WebsocketConnection};
-use crate::layer::{Envelope, Event, SharedLayer};
+use crate::error::{Error, Result};
+use crate::layer::{Envelope, Event, Position, SharedLayer};
 use crate::scope::Scope;
-use crate::server::transport::Socket;
-use crate::{Error, Result};
+use crate::transport::Socket;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {
@@ -42,6 +43,58 @@ pub struct Websocket {
     pub(crate) state: State,
     pub(crate) groups: Vec<String>,
     pub(crate) unflushed: bool,
+    /// What joining logged groups left to do; boxed, as most connections join none.
+    pub(crate) log: Option<Box<LogJoins>>,
+}
+
+/// The seams between what a consumer read from group logs and what it receives live.
+#[derive(Default)]
+pub(crate) struct LogJoins {
+    /// Recovered messages not yet handed to `event()`: they go before any live message.
+    pub(crate) replay: VecDeque<Arc<Envelope>>,
+    /// The heads of the logs read. A live message at or before one of them (same epoch) was in
+    /// the read already; the first one past it shows nothing older can follow, and removes it.
+    /// Matched by epoch alone: epochs are random per log.
+    pub(crate) seams: Vec<Position>,
+}
+
+impl LogJoins {
+    /// Whether a live message was part of a log read already (and so must not be handed over
+    /// again).
+    pub(crate) fn already_read(&mut self, envelope: &Envelope) -> bool {
+        let Some(position) = envelope.position() else {
+            return false;
+        };
+        let Some(at) = self
+            .seams
+            .iter()
+            .position(|head| head.epoch == position.epoch)
+        else {
+            return false;
+        };
+        if position.offset <= self.seams[at].offset {
+            return true;
+        }
+        self.seams.swap_remove(at);
+        false
+    }
+}
+
+/// What [`Websocket::group_add_with_log`] found in the group's log.
+#[derive(Debug)]
+pub enum LogJoin {
+    /// Every message after the position asked for is on its way to
+    /// [`event()`](super::WebsocketConsumer::event), in order, before any live message.
+    Recovered,
+    /// The newest messages of the log (oldest first, each with its
+    /// [position](Envelope::position)); live messages after them follow in `event()`.
+    History {
+        /// The messages.
+        messages: Vec<Arc<Envelope>>,
+        /// A position was asked for and could not be honoured: another epoch, a position the
+        /// log has forgotten, or a group whose log is gone. The client missed messages.
+        since_lost: bool,
+    },
 }
 
 impl Websocket {
@@ -55,6 +108,7 @@ impl Websocket {
             state: State::Connecting,
             groups: Vec::new(),
             unflushed: false,
+            log: None,
         }
     }
 
@@ -208,6 +262,86 @@ impl Websocket {
             self.groups.push(group.to_owned());
         }
         Ok(())
+    }
+
+    /// Joins a group that keeps a [log](crate::layer::log) and reads the log, with no gap and no
+    /// duplicate between what was read and what then arrives live (Centrifugo's recovery).
+    ///
+    /// With `since` (the last position the client saw), when the log still holds every message
+    /// after it, those messages are handed to [`event()`](super::WebsocketConsumer::event) in
+    /// order before any live one, and the answer is [`LogJoin::Recovered`]. Otherwise — no
+    /// `since`, another epoch, a position older than the log keeps — the answer is the newest
+    /// `recent` messages, for the consumer to send as it likes ([`LogJoin::History`]). Either
+    /// way, live messages that were part of the read are not handed over again.
+    ///
+    /// ```
+    /// use switchboard::consumer::LogJoin;
+    /// use switchboard::prelude::*;
+    ///
+    /// #[derive(Default)]
+    /// struct Room;
+    ///
+    /// impl WebsocketConsumer for Room {
+    ///     type Event = serde_json::Value;
+    ///
+    ///     async fn connect(&mut self, ws: &mut Websocket) -> Result<()> {
+    ///         let since = ws.scope().query().get("since").and_then(|s| s.parse().ok());
+    ///         let joined = ws.group_add_with_log("chat_lobby", since.as_ref(), 100).await?;
+    ///         ws.accept().await?;
+    ///         if let LogJoin::History { messages, .. } = joined {
+    ///             for message in messages {
+    ///                 ws.send_text(message.text()).await?;
+    ///             }
+    ///         }
+    ///         Ok(())
+    ///     }
+    ///
+    ///     async fn event(&mut self, ws: &mut Websocket, event: Event<Self::Event>) -> Result<()> {
+    ///         ws.forward(&event).await // with "epoch" and "offset"
+    ///     }
+    /// }
+    /// ```
+    pub async fn group_add_with_log(
+        &mut self,
+        group: &str,
+        since: Option<&Position>,
+        recent: usize,
+    ) -> Result<LogJoin> {
+        // Joined first: a message sent after the read below arrives live.
+        self.group_add(group).await?;
+        let slice = self.layer.group_log(group, since, recent).await?;
+        let joins = self.log.get_or_insert_default();
+        if let Some(head) = slice.head {
+            joins.seams.retain(|seam| seam.epoch != head.epoch);
+            joins.seams.push(head);
+        }
+        if since.is_some() && slice.recovered {
+            joins.replay.extend(slice.messages);
+            return Ok(LogJoin::Recovered);
+        }
+        Ok(LogJoin::History {
+            messages: slice.messages,
+            since_lost: since.is_some(),
+        })
+    }
+
+    /// Whether recovered messages wait to be handed to `event()`.
+    pub(crate) fn replaying(&self) -> bool {
+        self.log
+            .as_ref()
+            .is_some_and(|joins| !joins.replay.is_empty())
+    }
+
+    /// The next recovered message still to hand to `event()`.
+    pub(crate) fn next_replayed(&mut self) -> Option<Arc<Envelope>> {
+        self.log.as_mut()?.replay.pop_front()
+    }
+
+    /// Whether a live message was part of a log read already.
+    pub(crate) fn already_read(&mut self, envelope: &Envelope) -> bool {
+        self.log
+            .as_mut()
+            .is_some_and(|joins| joins.already_read(envelope))
     }
 
     /// Leaves a group.

@@ -7,7 +7,7 @@ use serde_json::error::Category;
 
 use super::websocket::unhandled_event;
 use super::{CloseCode, Message, Websocket, WebsocketConsumer};
-use crate::Result;
+use crate::error::Result;
 use crate::layer::{Event, LayerStatus};
 
 /// Why an incoming frame did not become a [`JsonWebsocketConsumer::Incoming`] value.

@@ -6,7 +6,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 pub use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// A data frame from the client. Pings, pongs and close frames are handled for you.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,9 +15,9 @@ use super::handle::State;
 use super::pings::PingTimer;
 use super::{CloseCode, Message, Websocket, WebsocketConsumer};
 use crate::application::{HandshakeAnswer, Keepalive, WebsocketConnection};
+use crate::error::{Error, Result};
 use crate::layer::{ChannelReceiver, Envelope, Event, LayerStatus};
 use crate::scope::Scope;
-use crate::{Error, Result};
 
 /// How long a server-initiated close waits for the client's close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -162,44 +162,50 @@ async fn serve<C: WebsocketConsumer>(
     tokio::pin!(shutting_down);
 
     loop {
-        let Some(transport) = ws.transport.as_mut() else {
-            return CloseCode::Abnormal;
-        };
-        let step = tokio::select! {
-            _ = &mut shutting_down => {
-                let _ = ws.close(CloseCode::Away, "server shutting down").await;
-                Step::Closed
-            }
-            frame = transport.next() => {
-                last_heard = Instant::now();
-                // Boxed: a client frame is rarer than a delivery, and inline its handler's
-                // state would be part of every idle connection's memory.
-                Box::pin(on_frame(consumer, ws, frame)).await
-            }
-            envelope = channel.recv() => match envelope {
-                Some(envelope) => {
-                    let mut result = on_event(consumer, ws, envelope).await;
-                    for _ in 1..EVENT_BATCH {
-                        if result.is_err() || ws.state != State::Open {
-                            break;
+        let step = if ws.replaying() {
+            // Boxed, as frames are: rare, and inline its state would be in every connection's
+            // task.
+            Step::Handled(Box::pin(replay(consumer, ws)).await)
+        } else {
+            let Some(transport) = ws.transport.as_mut() else {
+                return CloseCode::Abnormal;
+            };
+            tokio::select! {
+                _ = &mut shutting_down => {
+                    let _ = ws.close(CloseCode::Away, "server shutting down").await;
+                    Step::Closed
+                }
+                frame = transport.next() => {
+                    last_heard = Instant::now();
+                    // Boxed: a client frame is rarer than a delivery, and inline its handler's
+                    // state would be part of every idle connection's memory.
+                    Box::pin(on_frame(consumer, ws, frame)).await
+                }
+                envelope = channel.recv() => match envelope {
+                    Some(envelope) => {
+                        let mut result = on_live_event(consumer, ws, envelope).await;
+                        for _ in 1..EVENT_BATCH {
+                            if result.is_err() || ws.state != State::Open {
+                                break;
+                            }
+                            let Some(envelope) = channel.try_recv() else { break };
+                            result = on_live_event(consumer, ws, envelope).await;
                         }
-                        let Some(envelope) = channel.try_recv() else { break };
-                        result = on_event(consumer, ws, envelope).await;
+                        Step::Handled(result)
                     }
-                    Step::Handled(result)
+                    None => Step::Handled(Err(Error::Layer("the channel layer closed this consumer's channel".into()))),
+                },
+                status = next_status(&mut layer_status) => {
+                    Step::Handled(Box::pin(consumer.layer_status(ws, status)).await)
                 }
-                None => Step::Handled(Err(Error::Layer("the channel layer closed this consumer's channel".into()))),
-            },
-            status = next_status(&mut layer_status) => {
-                Step::Handled(Box::pin(consumer.layer_status(ws, status)).await)
+                _ = PingTimer::tick(&mut pings) => match keepalive {
+                    Some(k) if last_heard.elapsed() > k.timeout => {
+                        tracing::info!(path = %ws.scope().path, "no frame or pong within the ping timeout: dropping the client");
+                        return CloseCode::Abnormal;
+                    }
+                    _ => Step::Handled(ping(ws).await),
+                },
             }
-            _ = PingTimer::tick(&mut pings) => match keepalive {
-                Some(k) if last_heard.elapsed() > k.timeout => {
-                    tracing::info!(path = %ws.scope().path, "no frame or pong within the ping timeout: dropping the client");
-                    return CloseCode::Abnormal;
-                }
-                _ => Step::Handled(ping(ws).await),
-            },
         };
 
         match step {
@@ -278,6 +284,34 @@ async fn on_frame<C: WebsocketConsumer>(
             Step::Ended(CloseCode::Abnormal)
         }
     }
+}
+
+/// Hands over a batch of recovered messages: they go before anything live (see
+/// `Websocket::group_add_with_log`).
+async fn replay<C: WebsocketConsumer>(consumer: &mut C, ws: &mut Websocket) -> Result<()> {
+    let mut result = Ok(());
+    for _ in 0..EVENT_BATCH {
+        if result.is_err() || ws.state != State::Open {
+            break;
+        }
+        let Some(recovered) = ws.next_replayed() else {
+            break;
+        };
+        result = on_event(consumer, ws, recovered).await;
+    }
+    result
+}
+
+/// A message from the consumer's channel: handed over unless a log read already had it.
+async fn on_live_event<C: WebsocketConsumer>(
+    consumer: &mut C,
+    ws: &mut Websocket,
+    envelope: Arc<Envelope>,
+) -> Result<()> {
+    if ws.already_read(&envelope) {
+        return Ok(());
+    }
+    on_event(consumer, ws, envelope).await
 }
 
 async fn on_event<C: WebsocketConsumer>(
@@ -371,120 +405,20 @@ async fn leave_groups(ws: &mut Websocket) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    //! The consumer loop's behaviour, driven through a communicator: what `connect` decides,
+    //! groups, layer events, handler errors. The communicator's own behaviour is tested in
+    //! `testing/tests.rs`, what only a socket shows in the workspace's `tests/server/`.
 
-    use serde::Deserialize;
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::consumer::ConsumerApp;
-    use crate::layer::{ChannelLayer, InMemoryChannelLayer};
+    use crate::layer::{ChannelLayer, InMemoryChannelLayer, SharedLayer};
+    use crate::testing::probe::{GROUP, probe, probe_watching};
     use crate::testing::{Handshake, WebsocketCommunicator};
-
-    #[derive(Deserialize)]
-    #[serde(tag = "type")]
-    enum Ping {
-        #[serde(rename = "test.ping")]
-        Ping { n: u32 },
-    }
-
-    /// Tells the client its channel name, answers pings from the layer, and does in `connect`
-    /// what the query string says; records the code its `disconnect` gets.
-    struct Probe {
-        codes: Arc<Mutex<Vec<u16>>>,
-    }
-
-    impl WebsocketConsumer for Probe {
-        type Event = Ping;
-
-        fn groups(&self) -> Vec<String> {
-            vec!["probes".to_owned()]
-        }
-
-        async fn connect(&mut self, ws: &mut Websocket) -> Result<()> {
-            match ws.scope().query_string.as_str() {
-                "do=nothing" => return Ok(()),
-                "do=fail" => return Err(Error::custom("connect failed")),
-                _ => {}
-            }
-            ws.accept().await?;
-            let name = ws.channel_name().to_owned();
-            ws.send_text(name).await?;
-            match ws.scope().query_string.as_str() {
-                "do=fail-after-accept" => Err(Error::custom("failed after accept")),
-                "do=close" => ws.close(CloseCode::from(4001), "go away").await,
-                _ => Ok(()),
-            }
-        }
-
-        async fn event(&mut self, ws: &mut Websocket, event: Event<Ping>) -> Result<()> {
-            let Ping::Ping { n } = &*event;
-            ws.send_json(&json!({ "pong": n })).await
-        }
-
-        async fn disconnect(&mut self, _ws: &mut Websocket, code: CloseCode) -> Result<()> {
-            self.codes.lock().unwrap().push(code.into());
-            Ok(())
-        }
-    }
-
-    fn probe() -> (ConsumerApp<Probe>, Arc<Mutex<Vec<u16>>>) {
-        let codes = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&codes);
-        let app = ConsumerApp::new(move || Probe {
-            codes: Arc::clone(&log),
-        });
-        (app, codes)
-    }
-
-    #[tokio::test]
-    async fn events_it_does_not_handle_are_dropped_and_it_carries_on() {
-        let layer = Arc::new(InMemoryChannelLayer::new());
-        let (app, _) = probe();
-        let mut ws = WebsocketCommunicator::new(app, "/").channel_layer(layer.clone());
-        ws.connect().await.unwrap();
-        let channel = ws.receive_text().await.unwrap();
-
-        let unknown = Envelope::encode(&json!({"type": "test.unknown"})).unwrap();
-        layer.send(&channel, unknown).await.unwrap();
-        layer
-            .send(&channel, Envelope::from_json("not even json"))
-            .await
-            .unwrap();
-        let wrong_shape = Envelope::encode(&json!({"type": "test.ping", "n": "two"})).unwrap();
-        layer.group_send("probes", wrong_shape).await.unwrap();
-        let ping = Envelope::encode(&json!({"type": "test.ping", "n": 2})).unwrap();
-        layer.group_send("probes", ping).await.unwrap();
-
-        assert_eq!(
-            ws.receive_json::<Value>().await.unwrap(),
-            json!({"pong": 2})
-        );
-        assert!(ws.receive_nothing().await);
-    }
-
-    #[tokio::test]
-    async fn groups_are_joined_before_connect_and_left_after_disconnect() {
-        let layer = Arc::new(InMemoryChannelLayer::new());
-        let (app, codes) = probe();
-        let mut ws = WebsocketCommunicator::new(app.clone(), "/").channel_layer(layer.clone());
-        ws.connect().await.unwrap();
-        let channel = ws.receive_text().await.unwrap();
-        assert!(layer.is_member("probes", &channel));
-        ws.disconnect(CloseCode::Away).await.unwrap();
-        assert_eq!(layer.group_size("probes"), 0);
-        assert_eq!(*codes.lock().unwrap(), [1001]);
-
-        // Refused connections leave their groups too.
-        let mut ws = WebsocketCommunicator::new(app, "/?do=nothing").channel_layer(layer.clone());
-        ws.connect().await.unwrap();
-        ws.disconnect(CloseCode::Normal).await.unwrap();
-        assert_eq!(layer.group_size("probes"), 0);
-    }
 
     #[tokio::test]
     async fn what_connect_does_decides_the_handshake() {
-        let (app, codes) = probe();
+        let (app, log) = probe();
         let app = Arc::new(app);
         for (query, status) in [
             ("do=nothing", StatusCode::FORBIDDEN),
@@ -495,7 +429,7 @@ mod tests {
             ws.disconnect(CloseCode::Normal).await.unwrap();
         }
         // disconnect() runs once even for a refused handshake, with 1006.
-        assert_eq!(*codes.lock().unwrap(), [1006, 1006]);
+        assert_eq!(log.codes(), [1006, 1006]);
 
         let mut ws = WebsocketCommunicator::new(app.clone(), "/?do=fail-after-accept");
         assert!(ws.connect().await.unwrap().is_accepted());
@@ -516,6 +450,117 @@ mod tests {
             (4001, "go away")
         );
         ws.disconnect(CloseCode::Normal).await.unwrap();
-        assert_eq!(*codes.lock().unwrap(), [1006, 1006, 1011, 4001]);
+        assert_eq!(log.codes(), [1006, 1006, 1011, 4001]);
+    }
+
+    #[tokio::test]
+    async fn a_failing_handler_closes_with_1011_and_disconnect_gets_it() {
+        let (app, log) = probe();
+        let app = Arc::new(app);
+        let mut ws = WebsocketCommunicator::new(app.clone(), "/");
+        ws.connect().await.unwrap();
+        ws.receive_text().await.unwrap();
+        ws.send_text("fail").await.unwrap();
+        let close = ws.receive_close().await.unwrap();
+        assert_eq!(
+            (close.code, close.reason.as_str()),
+            (CloseCode::Error, "internal error")
+        );
+        ws.disconnect(CloseCode::Normal).await.unwrap();
+
+        // Binary where the consumer wants text: `as_text()?` fails the handler the same way.
+        let mut ws = WebsocketCommunicator::new(app, "/");
+        ws.connect().await.unwrap();
+        ws.receive_text().await.unwrap();
+        ws.send_bytes([0]).await.unwrap();
+        assert_eq!(ws.receive_close().await.unwrap().code, CloseCode::Error);
+        ws.disconnect(CloseCode::Normal).await.unwrap();
+        assert_eq!(log.codes(), [1011, 1011]);
+    }
+
+    #[tokio::test]
+    async fn groups_are_joined_before_connect_and_left_after_disconnect() {
+        let layer = InMemoryChannelLayer::new();
+        let shared: SharedLayer = Arc::new(layer.clone());
+        let (app, log) = probe_watching(&layer);
+        let app = Arc::new(app);
+        let member = |query: &str| {
+            WebsocketCommunicator::new(app.clone(), &format!("/?{query}"))
+                .channel_layer(shared.clone())
+        };
+
+        // Each probe's hello, sent to the group from inside connect(), comes back to it.
+        let mut a = member("do=announce");
+        a.connect().await.unwrap();
+        let channel_a = a.receive_text().await.unwrap();
+        assert_eq!(a.receive_json::<Value>().await.unwrap()["from"], channel_a);
+        let mut b = member("do=announce");
+        b.connect().await.unwrap();
+        let channel_b = b.receive_text().await.unwrap();
+        assert_eq!(b.receive_json::<Value>().await.unwrap()["from"], channel_b);
+        assert_eq!(a.receive_json::<Value>().await.unwrap()["from"], channel_b);
+        assert!(layer.is_member(GROUP, &channel_a) && layer.is_member(GROUP, &channel_b));
+
+        // A group message sent from outside right after the handshakes reaches both.
+        let ping = Envelope::encode(&json!({"type": "test.ping", "n": 1})).unwrap();
+        layer.group_send(GROUP, ping).await.unwrap();
+        assert_eq!(a.receive_json::<Value>().await.unwrap(), json!({"pong": 1}));
+        assert_eq!(b.receive_json::<Value>().await.unwrap(), json!({"pong": 1}));
+
+        a.disconnect(CloseCode::Away).await.unwrap();
+        assert_eq!(layer.group_size(GROUP), 1);
+        b.disconnect(CloseCode::Normal).await.unwrap();
+        assert_eq!(layer.group_size(GROUP), 0);
+        assert_eq!(log.codes(), [1001, 1000]);
+        // Seen from inside: a member during connect (1, then 2) and still during disconnect.
+        assert_eq!(
+            log.group_sizes(),
+            [
+                ("connect", 1),
+                ("connect", 2),
+                ("disconnect", 2),
+                ("disconnect", 1)
+            ]
+        );
+
+        // A refused connection leaves its groups too.
+        let mut refused = member("do=nothing");
+        refused.connect().await.unwrap();
+        refused.disconnect(CloseCode::Normal).await.unwrap();
+        assert_eq!(layer.group_size(GROUP), 0);
+        assert_eq!(log.codes(), [1001, 1000, 1006]);
+    }
+
+    #[tokio::test]
+    async fn events_it_does_not_handle_are_dropped_and_it_carries_on() {
+        let layer = Arc::new(InMemoryChannelLayer::new());
+        let (app, log) = probe();
+        let mut ws = WebsocketCommunicator::new(app, "/").channel_layer(layer.clone());
+        ws.connect().await.unwrap();
+        let channel = ws.receive_text().await.unwrap();
+
+        for junk in [
+            json!({"type": "test.unknown"}),
+            json!({"type": "test.ping", "n": "two"}),
+            json!({"no": "type"}),
+            json!([1, 2, 3]),
+        ] {
+            let junk = Envelope::encode(&junk).unwrap();
+            layer.send(&channel, junk.clone()).await.unwrap();
+            layer.group_send(GROUP, junk).await.unwrap();
+        }
+        let not_json = Envelope::from_json("not even json");
+        layer.send(&channel, not_json.clone()).await.unwrap();
+        layer.group_send(GROUP, not_json).await.unwrap();
+        let ping = Envelope::encode(&json!({"type": "test.ping", "n": 2})).unwrap();
+        layer.send(&channel, ping).await.unwrap();
+
+        assert_eq!(
+            ws.receive_json::<Value>().await.unwrap(),
+            json!({"pong": 2})
+        );
+        // Still open: no close frame, and disconnect() has not run.
+        assert!(ws.receive_nothing().await);
+        assert!(log.codes().is_empty());
     }
 }

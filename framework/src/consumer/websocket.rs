@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{CloseCode, ConsumerApp, Message, Websocket};
-use crate::Result;
+use crate::error::Result;
 use crate::layer::{Event, LayerStatus};
 
 /// One WebSocket connection's logic (Channels' `WebsocketConsumer`).

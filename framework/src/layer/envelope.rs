@@ -10,9 +10,17 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::Result;
+use super::log::Position;
+use crate::error::Result;
 
 type Decoded = (TypeId, Option<Arc<dyn Any + Send + Sync>>);
+
+/// Where a message sent to a logged group stands in its log.
+struct Logged {
+    position: Position,
+    /// The JSON with the position's keys added, made the first time a member forwards it.
+    text: OnceLock<Utf8Bytes>,
+}
 
 /// One layer message: its JSON text, encoded once, plus the first typed decoding of it.
 ///
@@ -24,6 +32,8 @@ pub struct Envelope {
     text: Utf8Bytes,
     created: Instant,
     decoded: OnceLock<Decoded>,
+    /// Boxed: most messages go to groups without a log, and a pointer is all they pay.
+    logged: Option<Box<Logged>>,
 }
 
 impl Envelope {
@@ -62,6 +72,7 @@ impl Envelope {
             text: text.into(),
             created: Instant::now(),
             decoded: OnceLock::from((TypeId::of::<T>(), Some(value))),
+            logged: None,
         }))
     }
 
@@ -71,17 +82,58 @@ impl Envelope {
             text: text.into(),
             created: Instant::now(),
             decoded: OnceLock::new(),
+            logged: None,
         })
     }
 
-    /// The JSON text.
+    /// JSON text from another process, sent to a logged group at `position` in its log.
+    pub(crate) fn from_json_at(text: impl Into<Utf8Bytes>, position: Position) -> Arc<Envelope> {
+        Arc::new(Envelope {
+            text: text.into(),
+            created: Instant::now(),
+            decoded: OnceLock::new(),
+            logged: Some(Box::new(Logged {
+                position,
+                text: OnceLock::new(),
+            })),
+        })
+    }
+
+    /// This message, placed at `position` of its group's log: the text and any decoding made so
+    /// far are shared, not copied.
+    pub(crate) fn at_position(&self, position: Position) -> Arc<Envelope> {
+        Arc::new(Envelope {
+            text: self.text.clone(),
+            created: self.created,
+            decoded: self.decoded.clone(),
+            logged: Some(Box::new(Logged {
+                position,
+                text: OnceLock::new(),
+            })),
+        })
+    }
+
+    /// The JSON text, as it was sent.
     pub fn json(&self) -> &str {
         self.text.as_str()
     }
 
-    /// The JSON text as a cheaply clonable buffer, ready to become a WebSocket text frame.
+    /// The text a client receives, as a cheaply clonable buffer ready to become a WebSocket text
+    /// frame: the JSON as it was sent, with `"epoch"` and `"offset"` added when the message has
+    /// a [position](Self::position) (made once, shared by every member that forwards it).
     pub fn text(&self) -> Utf8Bytes {
-        self.text.clone()
+        match &self.logged {
+            None => self.text.clone(),
+            Some(logged) => logged
+                .text
+                .get_or_init(|| with_position(self.json(), &logged.position))
+                .clone(),
+        }
+    }
+
+    /// The message's place in its group's log, when it was sent to a group that keeps one.
+    pub fn position(&self) -> Option<&Position> {
+        self.logged.as_ref().map(|logged| &logged.position)
     }
 
     /// When this envelope was made; layers drop messages older than their expiry.
@@ -116,10 +168,30 @@ impl Envelope {
     }
 }
 
+/// `json` with the position's keys added, when it is a JSON object; unchanged otherwise (there
+/// is nowhere to put them). The epoch is letters and digits, so nothing needs escaping.
+fn with_position(json: &str, position: &Position) -> Utf8Bytes {
+    let trimmed = json.trim_end();
+    let Some(body) = trimmed.strip_suffix('}') else {
+        return Utf8Bytes::from(json.to_owned());
+    };
+    if !body.trim_start().starts_with('{') {
+        return Utf8Bytes::from(json.to_owned());
+    }
+    let empty = body.trim_start()[1..].trim().is_empty();
+    let separator = if empty { "" } else { "," };
+    let text = format!(
+        "{body}{separator}\"epoch\":\"{}\",\"offset\":{}}}",
+        position.epoch, position.offset
+    );
+    Utf8Bytes::from(text)
+}
+
 impl fmt::Debug for Envelope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Envelope")
             .field("json", &self.json())
+            .field("position", &self.position())
             .finish()
     }
 }
@@ -203,6 +275,35 @@ mod tests {
         // Decoded as another type, it is read from its JSON.
         let value = typed.decode::<serde_json::Value>().unwrap();
         assert_eq!(value["message"], "hi");
+    }
+
+    #[test]
+    fn a_positioned_message_reaches_clients_with_its_position() {
+        let sent = Envelope::typed(Ev::ChatMessage {
+            message: "hi".into(),
+        })
+        .unwrap();
+        let first = sent.decode::<Ev>().unwrap();
+        let position = Position::new(Arc::from("ep0ch"), 7);
+        let logged = sent.at_position(position.clone());
+        assert_eq!(logged.json(), sent.json(), "the JSON as sent");
+        assert_eq!(
+            logged.text().as_str(),
+            r#"{"type":"chat.message","message":"hi","epoch":"ep0ch","offset":7}"#
+        );
+        assert_eq!(logged.position(), Some(&position));
+        assert!(Arc::ptr_eq(&first, &logged.decode::<Ev>().unwrap()));
+        assert_eq!(sent.text().as_str(), sent.json(), "no position, no keys");
+
+        for (json, text) in [
+            ("{}", r#"{"epoch":"ep0ch","offset":7}"#),
+            ("{ }", r#"{ "epoch":"ep0ch","offset":7}"#),
+            ("[1]", "[1]"),
+            ("7", "7"),
+        ] {
+            let logged = Envelope::from_json_at(json, position.clone());
+            assert_eq!(logged.text().as_str(), text, "{json}");
+        }
     }
 
     #[test]

@@ -11,9 +11,11 @@ use futures::future::{BoxFuture, FutureExt};
 use rand::distr::{Alphanumeric, SampleString};
 use tokio::sync::mpsc::{self, error::TrySendError};
 
+use super::log::memory::MemoryLogs;
+use super::log::{LogConfig, LogPatterns, LogSlice, Position};
 use super::names::validate_named_channel;
 use super::{ChannelLayer, ChannelReceiver, Envelope, validate_channel_name, validate_group_name};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Limits of a channel layer, with Channels' defaults.
 ///
@@ -40,6 +42,9 @@ pub struct LayerConfig {
     /// Capacities of particular channels, as `(pattern, capacity)` in the order they were
     /// added (Channels' `channel_capacity`); see [`LayerConfig::channel_capacity`].
     pub channel_capacity: Vec<(String, usize)>,
+    /// The groups that keep a log, and the budget of all logs together; see
+    /// [`LayerConfig::group_log`]. None by default.
+    pub logs: LogPatterns,
 }
 
 impl Default for LayerConfig {
@@ -49,6 +54,7 @@ impl Default for LayerConfig {
             expiry: Duration::from_secs(60),
             group_expiry: Duration::from_secs(86_400),
             channel_capacity: Vec::new(),
+            logs: LogPatterns::default(),
         }
     }
 }
@@ -81,6 +87,34 @@ impl LayerConfig {
                 None => name == pattern,
             })
             .map_or(self.capacity, |(_, capacity)| *capacity)
+    }
+
+    /// Gives the groups matching `pattern` (a group name, or a prefix followed by `*`) a log
+    /// (see [`log`](super::log)): their messages get positions, and members can recover what
+    /// they missed. The first pattern added that matches wins.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::layer::{LayerConfig, LogConfig};
+    ///
+    /// // Every chat room keeps its last 1 000 messages for a day after its last one.
+    /// let config = LayerConfig::default()
+    ///     .group_log("chat_*", LogConfig::new(1_000, Duration::from_secs(86_400)))
+    ///     .log_budget(64 << 20);
+    /// assert_eq!(config.logs.config_of("chat_lobby").map(|c| c.size), Some(1_000));
+    /// assert!(config.logs.config_of("presence").is_none());
+    /// ```
+    pub fn group_log(mut self, pattern: impl Into<String>, log: LogConfig) -> Self {
+        self.logs.patterns.push((pattern.into(), log));
+        self
+    }
+
+    /// Sets how many bytes all of a process' in-memory group logs may hold together (default
+    /// 256 MiB): past it, the logs of the groups idle longest are forgotten first. On Redis the
+    /// logs live in Redis, bounded by their size and time to live.
+    pub fn log_budget(mut self, bytes: usize) -> Self {
+        self.logs.budget = bytes;
+        self
     }
 
     /// Sets [`LayerConfig::expiry`].
@@ -143,7 +177,6 @@ struct Channel {
 
 /// Channel and group names are shared between the maps: one allocation per name, not one per
 /// membership.
-#[derive(Default)]
 struct State {
     channels: HashMap<Arc<str>, Channel>,
     /// Members in the order they joined: a group send wakes them in that order, which is the
@@ -156,9 +189,21 @@ struct State {
     /// are walked on every send but looked up only when one joins or leaves.
     groups: HashMap<Arc<str>, Vec<(Arc<str>, Member)>>,
     drops: Drops,
+    /// Group logs live under the same lock as memberships, so a message is logged and handed to
+    /// the members in one step.
+    logs: MemoryLogs,
 }
 
 impl State {
+    fn new(config: &LayerConfig) -> State {
+        State {
+            channels: HashMap::new(),
+            groups: HashMap::new(),
+            drops: Drops::default(),
+            logs: MemoryLogs::new(config.logs.clone()),
+        }
+    }
+
     fn open_channel(&mut self, name: &str, queue: Queue) {
         let name: Arc<str> = Arc::from(name);
         let channel = Channel {
@@ -246,15 +291,25 @@ impl InMemoryChannelLayer {
         config: LayerConfig,
         channel_prefix: &str,
     ) -> InMemoryChannelLayer {
+        let state = Mutex::new(State::new(&config));
         InMemoryChannelLayer {
             inner: Arc::new(Inner {
                 config,
                 process: Alphanumeric.sample_string(&mut rand::rng(), 12),
                 channel_prefix: channel_prefix.to_owned(),
                 next_channel: AtomicU64::new(0),
-                state: Mutex::new(State::default()),
+                state,
             }),
         }
+    }
+
+    /// The local members of a layer shared by several processes (Redis, NATS, …), with
+    /// `config`'s limits but no group logs: a distributed layer keeps those in its backend (or
+    /// keeps none), and numbering messages in each process would give them positions that
+    /// disagree between processes.
+    pub(crate) fn fan_out(mut config: LayerConfig) -> InMemoryChannelLayer {
+        config.logs.patterns.clear();
+        InMemoryChannelLayer::with_config(config)
     }
 
     /// The layer's limits.
@@ -407,11 +462,17 @@ impl InMemoryChannelLayer {
         validate_group_name(group)?;
         let expiry = self.inner.config.group_expiry;
         let mut state = self.inner.state();
-        let State { groups, drops, .. } = &mut *state;
+        let State {
+            groups,
+            drops,
+            logs,
+            ..
+        } = &mut *state;
+        let now = Instant::now();
+        let message = logs.append(group, message, now);
         let Some(members) = groups.get_mut(group) else {
             return Ok(());
         };
-        let now = Instant::now();
         // One subtraction per send rather than one per member: joined before this, expired.
         let expired_before = now.checked_sub(expiry);
         members.retain_mut(|(channel, member)| {
@@ -431,6 +492,29 @@ impl InMemoryChannelLayer {
             groups.remove(group);
         }
         Ok(())
+    }
+}
+
+impl InMemoryChannelLayer {
+    fn group_log_now(
+        &self,
+        group: &str,
+        since: Option<&Position>,
+        recent: usize,
+    ) -> Result<LogSlice> {
+        validate_group_name(group)?;
+        Ok(self
+            .inner
+            .state()
+            .logs
+            .read(group, since, recent, Instant::now()))
+    }
+
+    /// Bytes held by this layer's group logs, as counted against
+    /// [`LayerConfig::log_budget`], and how many groups have one.
+    pub fn log_usage(&self) -> (usize, usize) {
+        let state = self.inner.state();
+        (state.logs.bytes(), state.logs.len())
     }
 }
 
@@ -462,6 +546,15 @@ impl ChannelLayer for InMemoryChannelLayer {
         message: Arc<Envelope>,
     ) -> BoxFuture<'a, Result<()>> {
         futures::future::ready(self.group_send_now(group, message)).boxed()
+    }
+
+    fn group_log<'a>(
+        &'a self,
+        group: &'a str,
+        since: Option<&'a Position>,
+        recent: usize,
+    ) -> BoxFuture<'a, Result<LogSlice>> {
+        futures::future::ready(self.group_log_now(group, since, recent)).boxed()
     }
 }
 

@@ -23,12 +23,13 @@
 pub mod channels_redis;
 mod envelope;
 mod in_memory;
+pub mod log;
 mod names;
+#[cfg(feature = "nats")]
+mod nats;
 mod receiver;
 #[cfg(feature = "redis")]
 mod redis;
-#[cfg(feature = "redis")]
-mod redis_client;
 
 use std::sync::Arc;
 
@@ -39,12 +40,17 @@ use tokio::sync::watch;
 pub use channels_redis::{ChannelsRedisConfig, Flavour};
 pub use envelope::{Envelope, Event};
 pub use in_memory::{InMemoryChannelLayer, LayerConfig};
+pub use log::{LogConfig, LogSlice, Position, PositionError};
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub(crate) use names::owner_process;
 pub use names::{MAX_NAME_LENGTH, validate_channel_name, validate_group_name};
+#[cfg(feature = "nats")]
+pub use nats::{NatsChannelLayer, NatsConfig};
 pub use receiver::ChannelReceiver;
 #[cfg(feature = "redis")]
-pub use redis::{RedisChannelLayer, RedisConfig};
+pub use redis::{DEFAULT_PARTITIONS, RedisChannelLayer, RedisConfig, RedisTopology};
 
-use crate::Result;
+use crate::error::Result;
 
 /// A channel layer shared by every consumer of a process.
 pub type SharedLayer = Arc<dyn ChannelLayer>;
@@ -81,6 +87,21 @@ pub trait ChannelLayer: Send + Sync + 'static {
     /// with a layer shared by several processes each message reaches one receiver. Dropping the
     /// receiver stops receiving.
     fn receive_channel<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<ChannelReceiver>>;
+
+    /// Reads the log of `group` (see [`log`]): every message after `since` when the log still
+    /// holds them all (`recovered`), else the newest `recent` ones. A group without a log, or a
+    /// layer that keeps none, answers [`LogSlice::none`]. Reading joins nothing: to read what
+    /// a consumer then receives live without a gap or a duplicate, join first (as
+    /// [`Websocket::group_add_with_log`](crate::consumer::Websocket::group_add_with_log) does).
+    fn group_log<'a>(
+        &'a self,
+        group: &'a str,
+        since: Option<&'a Position>,
+        recent: usize,
+    ) -> BoxFuture<'a, Result<LogSlice>> {
+        let _ = (group, since, recent);
+        Box::pin(async { Ok(LogSlice::none()) })
+    }
 
     /// Follows the layer's connection to its backend, for layers that have one (Redis).
     /// `None` for layers that cannot lose it, such as the in-memory layer.

@@ -9,8 +9,8 @@ use http::header::AUTHORIZATION;
 use super::cookies::CookieMiddleware;
 use super::session::{self, SessionConfig, SessionMiddleware};
 use crate::application::{Application, Connection, HttpResponse};
+use crate::error::{Error, Result};
 use crate::scope::{Scope, User};
-use crate::{Error, Result};
 
 /// The session key holding the logged-in user's id (Django's `_auth_user_id`).
 pub const SESSION_USER_KEY: &str = "_auth_user_id";
@@ -235,8 +235,9 @@ impl<A: Application, B: AuthBackend> Application for AuthMiddlewareStack<A, B> {
 /// ```
 pub async fn login(scope: &mut Scope, response: &mut HttpResponse, user: User) -> Result<()> {
     let User::Authenticated { id, .. } = &user else {
-        return Err(Error::custom(
-            "login() needs an authenticated user: build one with User::authenticated(id, name)",
+        return Err(Error::Session(
+            "login() needs an authenticated user: build one with User::authenticated(id, name)"
+                .into(),
         ));
     };
     let config = session::context(scope)?;

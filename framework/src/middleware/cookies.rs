@@ -5,8 +5,8 @@ use http::HeaderValue;
 use http::header::SET_COOKIE;
 
 use crate::application::{Application, Connection, HttpResponse};
+use crate::error::{Error, Result};
 use crate::scope::Scope;
-use crate::{Error, Result};
 
 /// Fills [`Scope::cookies`] from the `Cookie` headers (Channels' `CookieMiddleware`).
 ///
@@ -60,11 +60,8 @@ impl<A: Application> Application for CookieMiddleware<A> {
 /// ```
 pub fn set_cookie<'c>(response: &mut HttpResponse, cookie: impl Into<Cookie<'c>>) -> Result<()> {
     let cookie = cookie.into();
-    let value = HeaderValue::try_from(cookie.encoded().to_string()).map_err(|_| {
-        Error::custom(format!(
-            "cookie {:?} cannot be sent: its path or domain holds characters not allowed in a header",
-            cookie.name()
-        ))
+    let value = HeaderValue::try_from(cookie.encoded().to_string()).map_err(|_| Error::Cookie {
+        name: cookie.name().to_owned(),
     })?;
     response.headers_mut().append(SET_COOKIE, value);
     Ok(())

@@ -9,8 +9,8 @@ use http::header::{HOST, ORIGIN};
 use http::uri::{Authority, Uri};
 
 use crate::application::{Application, Connection};
+use crate::error::{Error, Result};
 use crate::scope::{Headers, Protocol, Scope};
-use crate::{Error, Result};
 
 /// Which origins may connect: a list of patterns, or the request's own host.
 ///
@@ -121,7 +121,7 @@ impl Pattern {
             return Ok(Pattern::Any);
         }
         let invalid = |why: &str| {
-            Error::custom(format!(
+            Error::Config(format!(
                 "invalid allowed origin {pattern:?}: {why}; write `*`, `example.com`, `.example.com`, \
                  `example.com:8000` or `https://example.com`"
             ))

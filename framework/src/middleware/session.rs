@@ -11,8 +11,8 @@ use rand::distr::Alphanumeric;
 use super::cookies::{delete_cookie, set_cookie};
 use super::store::{DynSessionStore, MemorySessionStore, SessionStore};
 use crate::application::{Application, Connection, HttpResponse};
+use crate::error::{Error, Result};
 use crate::scope::{Protocol, Scope, Session};
-use crate::{Error, Result};
 
 /// Shortest secret [`SessionKey::from_secret`] accepts, in bytes.
 pub const MIN_SECRET_LEN: usize = 32;
@@ -39,7 +39,7 @@ impl SessionKey {
     pub fn from_secret(secret: impl AsRef<[u8]>) -> Result<SessionKey> {
         let secret = secret.as_ref();
         if secret.len() < MIN_SECRET_LEN {
-            return Err(Error::custom(format!(
+            return Err(Error::Config(format!(
                 "the session secret is {} bytes long; use at least {MIN_SECRET_LEN} random bytes \
                  (for example the output of `openssl rand -hex 32`)",
                 secret.len()
@@ -194,7 +194,7 @@ impl SessionConfig {
         jar.signed_mut(&self.key.0).add(cookie);
         jar.get(&self.cookie_name)
             .cloned()
-            .ok_or_else(|| Error::custom("the signed session cookie went missing"))
+            .ok_or_else(|| Error::Session("the signed session cookie went missing".into()))
     }
 
     /// Stores `session` (under a fresh id when it has none, or when `rotate`), and puts its
@@ -267,8 +267,9 @@ pub(crate) fn context(scope: &Scope) -> Result<Arc<SessionConfig>> {
         .get::<SessionContext>()
         .map(|context| Arc::clone(&context.0))
         .ok_or_else(|| {
-            Error::custom(
-                "no session here: wrap this application in SessionMiddleware or AuthMiddlewareStack",
+            Error::Session(
+                "no session here: wrap this application in SessionMiddleware or AuthMiddlewareStack"
+                    .into(),
             )
         })
 }

@@ -24,7 +24,7 @@ pub use session::{Session, SessionData};
 pub use url_route::{Kwargs, UrlRoute};
 pub use user::User;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Which protocol a connection speaks (Channels' `scope["type"]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::Result;
+use crate::error::Result;
 
 /// What a session holds: JSON values by key, as Django's session dict.
 pub type SessionData = Map<String, Value>;

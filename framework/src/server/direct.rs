@@ -21,15 +21,12 @@ use http::{HeaderMap, Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::Role;
 
-use super::connection::{
-    HEADER_READ_TIMEOUT, MAX_COOKIE_BYTES, Shared, access_log, scope_for, websocket_config,
-    websocket_connection,
-};
 use super::handshake;
-use super::transport::{Socket, TcpTransport};
+use super::plumbing::{
+    HEADER_READ_TIMEOUT, MAX_COOKIE_BYTES, Shared, access_log, scope_for, tcp_socket,
+    websocket_config, websocket_connection,
+};
 use crate::application::{Application, Connection, HttpResponse};
 use crate::scope::{Headers, Protocol};
 
@@ -87,7 +84,7 @@ pub(crate) async fn serve<A: Application>(
         Method::GET,
         &handshake.path_and_query,
         handshake.headers,
-        peer,
+        Some(peer),
         local,
     );
     // The access log's path: as sent, without the query (hyper's `uri().path()`).
@@ -96,15 +93,14 @@ pub(crate) async fn serve<A: Application>(
     let config = websocket_config(&shared.config);
     let upgrade = async move {
         let stream = stream_rx.await.ok()?;
-        let transport = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
-        Some(Socket::Tcp(TcpTransport::new(transport)))
+        Some(tcp_socket(stream, Vec::new(), config).await)
     }
     .boxed();
     let (conn, pending) = websocket_connection(shared, upgrade);
     // The application runs in this task until it has routed the connection (a consumer then
     // runs in a task of its own), next to the wait for its answer: no task just for that.
     let answered = async {
-        match pending.wait(peer).await {
+        match pending.wait(Some(peer)).await {
             Ok(accepted) => {
                 let answer = response_head(
                     StatusCode::SWITCHING_PROTOCOLS,

@@ -12,29 +12,30 @@
 //! ```
 
 mod config;
-mod connection;
 mod direct;
 mod handshake;
+mod http1;
+pub(crate) mod plumbing;
+pub(crate) mod request;
 mod signal;
-pub(crate) mod transport;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::ServerConfig;
 pub use signal::shutdown_signal;
 
-use crate::Result;
 use crate::application::Application;
+use crate::error::Result;
 use crate::layer::{InMemoryChannelLayer, SharedLayer};
 
 /// Accepts connections until the task is aborted; each is served in a task of its own.
-async fn accept<A: Application>(listener: TcpListener, shared: Arc<connection::Shared<A>>) {
+async fn accept<A: Application>(listener: TcpListener, shared: Arc<plumbing::Shared<A>>) {
     // Bound to one address, every connection's local address is the listener's; only a
     // wildcard bind needs asking the kernel per connection.
     let fixed_local = listener
@@ -48,7 +49,7 @@ async fn accept<A: Application>(listener: TcpListener, shared: Arc<connection::S
                 let task_shared = Arc::clone(&shared);
                 shared
                     .tasks
-                    .spawn(connection::serve_tcp(task_shared, stream, peer, local));
+                    .spawn(serve_tcp(task_shared, stream, peer, local));
             }
             Err(err) => {
                 // Typically EMFILE: out of file descriptors. Back off instead of spinning.
@@ -56,6 +57,21 @@ async fn accept<A: Application>(listener: TcpListener, shared: Arc<connection::S
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// Serves one TCP connection: the usual WebSocket handshake directly, anything else through
+/// hyper.
+async fn serve_tcp<A: Application>(
+    shared: Arc<plumbing::Shared<A>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+) {
+    // Chat traffic is many small frames: send each at once.
+    let _ = stream.set_nodelay(true);
+    if let Some(stream) = direct::serve(&shared, stream, peer, local).await {
+        http1::serve(shared, stream, peer, local).await;
     }
 }
 
@@ -111,7 +127,7 @@ impl Server {
         app: impl Application,
         signal: impl Future<Output = ()> + Send,
     ) -> Result<()> {
-        let shared = Arc::new(connection::Shared {
+        let shared = Arc::new(plumbing::Shared {
             app,
             layer: self.layer,
             config: self.config,

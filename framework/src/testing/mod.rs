@@ -8,10 +8,14 @@
 //!
 //! The application runs in its own task exactly as under the [server](crate::server): the same
 //! handshake answer, the same consumer loop, the same channel layer, over in-memory queues.
-//! Every wait is bounded (1 s unless set), and the error says what happened instead of what
-//! was expected: a refused handshake is an answer with its HTTP status (never a timeout), a
-//! close frame comes with its code and reason, a panicking consumer fails the test with its
-//! panic message.
+//! Every wait is bounded by the communicator's timeout, where Channels passes `timeout=` to each
+//! call: 1 s unless set when building it
+//! ([`WebsocketCommunicator::timeout`], [`HttpCommunicator::timeout`]) or changed mid-test
+//! ([`WebsocketCommunicator::set_timeout`]); `receive_nothing` listens for its own
+//! [`nothing_timeout`](WebsocketCommunicator::nothing_timeout), 100 ms unless set. The error
+//! says what happened instead of what was expected: a refused handshake is an answer with its
+//! HTTP status (never a timeout), a close frame comes with its code and reason, a panicking
+//! consumer fails the test with its panic message.
 //!
 //! ```
 //! use switchboard::prelude::*;
@@ -90,6 +94,8 @@ mod transport;
 mod websocket;
 
 #[cfg(test)]
+pub(crate) mod probe;
+#[cfg(test)]
 mod tests;
 
 use std::time::Duration;
@@ -102,5 +108,5 @@ pub use websocket::{Close, Handshake, WebsocketCommunicator};
 /// How long a communicator waits for anything, unless told otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// How long `receive_nothing` listens.
-const NOTHING_WAIT: Duration = Duration::from_millis(100);
+/// How long `receive_nothing` listens, unless told otherwise (Channels' `timeout=0.1`).
+const DEFAULT_NOTHING_TIMEOUT: Duration = Duration::from_millis(100);

@@ -1,19 +1,22 @@
+//! The communicators' behaviour: what they report and how they wait. The consumer loop they
+//! drive is tested next to it, in `consumer/runner.rs`.
+
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::{Value, json};
 
+use super::probe::probe;
 use super::{ApplicationCommunicator, Error, Handshake, HttpCommunicator, WebsocketCommunicator};
 use crate::consumer::{
-    CloseCode, ConsumerApp, HttpRequest, Message, NoEvent, Websocket, WebsocketConsumer, handler,
-    response,
+    CloseCode, HttpRequest, Message, NoEvent, Websocket, WebsocketConsumer, handler, response,
 };
+use crate::error::Result;
 use crate::layer::{Event, InMemoryChannelLayer, SharedLayer};
 use crate::routing::{ProtocolTypeRouter, URLRouter};
 use crate::scope::{Protocol, Scope, User};
-use crate::{Error as AppError, Result};
 
 #[derive(Default)]
 struct Echo;
@@ -38,8 +41,6 @@ impl WebsocketConsumer for Gate {
         match answer.as_deref() {
             Some("deny") => ws.deny(),
             Some("teapot") => ws.deny_with(StatusCode::IM_A_TEAPOT),
-            Some("silent") => Ok(()),
-            Some("fail") => Err(AppError::custom("connect failed")),
             _ => {
                 let mut headers = HeaderMap::new();
                 headers.insert("x-room", HeaderValue::from_static("lobby"));
@@ -55,7 +56,7 @@ impl WebsocketConsumer for Gate {
     }
 }
 
-/// Closes on `bye`, fails on `fail`, wants text otherwise.
+/// Closes on `bye`, answers `ok ...` otherwise.
 #[derive(Default)]
 struct Strict;
 
@@ -63,35 +64,24 @@ impl WebsocketConsumer for Strict {
     type Event = NoEvent;
 
     async fn receive(&mut self, ws: &mut Websocket, message: Message) -> Result<()> {
-        match message.into_text()?.as_str() {
+        match message.as_text()? {
             "bye" => ws.close(CloseCode::from(4000), "see you").await,
-            "fail" => Err(AppError::custom("handler failed")),
             text => ws.send_text(format!("ok {text}")).await,
         }
     }
 }
 
-/// Records the code its `disconnect` gets.
-struct Recorder {
-    codes: Arc<Mutex<Vec<u16>>>,
-}
+/// Echoes each frame 200 ms after it arrived.
+#[derive(Default)]
+struct SlowEcho;
 
-impl WebsocketConsumer for Recorder {
+impl WebsocketConsumer for SlowEcho {
     type Event = NoEvent;
 
-    async fn disconnect(&mut self, _ws: &mut Websocket, code: CloseCode) -> Result<()> {
-        self.codes.lock().unwrap().push(code.into());
-        Ok(())
+    async fn receive(&mut self, ws: &mut Websocket, message: Message) -> Result<()> {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ws.send_message(message).await
     }
-}
-
-fn recorder() -> (ConsumerApp<Recorder>, Arc<Mutex<Vec<u16>>>) {
-    let codes = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&codes);
-    let app = ConsumerApp::new(move || Recorder {
-        codes: Arc::clone(&log),
-    });
-    (app, codes)
 }
 
 /// Panics where its query string says.
@@ -190,8 +180,6 @@ async fn refusals_are_answers_with_their_status() {
     for (query, status) in [
         ("deny", StatusCode::FORBIDDEN),
         ("teapot", StatusCode::IM_A_TEAPOT),
-        ("silent", StatusCode::FORBIDDEN),
-        ("fail", StatusCode::INTERNAL_SERVER_ERROR),
     ] {
         let mut ws = WebsocketCommunicator::new(Gate::as_app(), &format!("/?answer={query}"));
         assert_eq!(
@@ -254,7 +242,27 @@ async fn receive_nothing_keeps_what_does_arrive() {
     assert!(!ws.receive_nothing().await);
     assert!(!ws.receive_nothing().await);
     assert_eq!(ws.receive_text().await.unwrap(), "late");
-    assert!(ws.receive_nothing_timeout(Duration::from_millis(10)).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn receive_nothing_listens_for_the_nothing_timeout() {
+    let mut ws = WebsocketCommunicator::new(SlowEcho::as_app(), "/");
+    ws.connect().await.unwrap();
+    ws.send_text("a").await.unwrap();
+    assert!(ws.receive_nothing().await, "100 ms: over before the echo");
+    assert_eq!(ws.receive_text().await.unwrap(), "a");
+
+    ws.set_nothing_timeout(Duration::from_millis(300));
+    ws.send_text("b").await.unwrap();
+    assert!(!ws.receive_nothing().await, "300 ms: the echo comes within");
+    assert_eq!(ws.receive_text().await.unwrap(), "b");
+
+    let mut ws = WebsocketCommunicator::new(SlowEcho::as_app(), "/")
+        .nothing_timeout(Duration::from_millis(300));
+    ws.connect().await.unwrap();
+    ws.send_text("c").await.unwrap();
+    assert!(!ws.receive_nothing().await, "set by the builder");
+    assert_eq!(ws.receive_text().await.unwrap(), "c");
 }
 
 #[tokio::test]
@@ -306,25 +314,6 @@ async fn the_applications_close_comes_with_code_and_reason() {
     ws.disconnect(CloseCode::Normal).await.unwrap();
 }
 
-#[tokio::test]
-async fn a_failing_handler_closes_with_1011() {
-    let mut ws = WebsocketCommunicator::new(Strict::as_app(), "/");
-    ws.connect().await.unwrap();
-    ws.send_text("fail").await.unwrap();
-    let err = ws.receive_text().await.unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "the application closed the connection with 1011: internal error"
-    );
-
-    // Binary where the consumer wants text: `into_text()?` fails the handler the same way.
-    let mut ws = WebsocketCommunicator::new(Strict::as_app(), "/");
-    ws.connect().await.unwrap();
-    ws.send_bytes([0]).await.unwrap();
-    let close = ws.receive_close().await.unwrap();
-    assert_eq!(close.code, CloseCode::Error);
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_send_after_the_application_left_says_why() {
     let mut ws = WebsocketCommunicator::new(Strict::as_app(), "/");
@@ -344,11 +333,11 @@ async fn a_send_after_the_application_left_says_why() {
 
 #[tokio::test]
 async fn disconnect_runs_the_consumers_disconnect_with_the_code() {
-    let (app, codes) = recorder();
+    let (app, log) = probe();
     let mut ws = WebsocketCommunicator::new(app.clone(), "/");
     ws.connect().await.unwrap();
     ws.disconnect(4321u16).await.unwrap();
-    assert_eq!(*codes.lock().unwrap(), [4321]);
+    assert_eq!(log.codes(), [4321]);
     assert!(matches!(
         ws.send_text("after").await,
         Err(Error::Disconnected)
@@ -359,12 +348,12 @@ async fn disconnect_runs_the_consumers_disconnect_with_the_code() {
     ws.connect().await.unwrap();
     drop(ws);
     for _ in 0..100 {
-        if codes.lock().unwrap().len() == 2 {
+        if log.codes().len() == 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(*codes.lock().unwrap(), [4321, 1006]);
+    assert_eq!(log.codes(), [4321, 1006]);
 }
 
 #[tokio::test]
@@ -416,43 +405,18 @@ async fn timeouts_name_what_was_awaited() {
         err.to_string(),
         "timed out after 1s waiting for a text frame"
     );
-    let err = ws
-        .receive_close_timeout(Duration::from_millis(250))
-        .await
-        .unwrap_err();
+    ws.set_timeout(Duration::from_millis(250));
+    let err = ws.receive_close().await.unwrap_err();
     assert_eq!(
         err.to_string(),
         "timed out after 250ms waiting for a close frame"
     );
 }
 
-/// Neither accepts nor denies for a minute, and records its `disconnect`.
-struct Stuck {
-    codes: Arc<Mutex<Vec<u16>>>,
-}
-
-impl WebsocketConsumer for Stuck {
-    type Event = NoEvent;
-
-    async fn connect(&mut self, _ws: &mut Websocket) -> Result<()> {
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        Ok(())
-    }
-
-    async fn disconnect(&mut self, _ws: &mut Websocket, code: CloseCode) -> Result<()> {
-        self.codes.lock().unwrap().push(code.into());
-        Ok(())
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_connect_timeout_abandons_connect_as_the_server_does() {
-    let codes = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&codes);
-    let app = ConsumerApp::new(move || Stuck {
-        codes: Arc::clone(&log),
-    });
-    let mut ws = WebsocketCommunicator::new(app, "/").timeout(Duration::from_millis(500));
+    let (app, log) = probe();
+    let mut ws = WebsocketCommunicator::new(app, "/?do=stall").timeout(Duration::from_millis(500));
     let err = ws.connect().await.unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -466,7 +430,7 @@ async fn a_connect_timeout_abandons_connect_as_the_server_does() {
         })
     ));
     ws.disconnect(CloseCode::Normal).await.unwrap();
-    assert_eq!(*codes.lock().unwrap(), [1006]);
+    assert_eq!(log.codes(), [1006]);
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::{Error, Message};
 /// Frames buffered each way before the sender waits, like a socket's buffers.
 const QUEUE: usize = 1024;
 
-/// The application's end: a [`Transport`](crate::application::Transport).
+/// The application's end: a [`Transport`](crate::transport::Transport).
 pub(super) struct MemoryTransport {
     incoming: mpsc::Receiver<Message>,
     outgoing: mpsc::Sender<Message>,

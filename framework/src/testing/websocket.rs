@@ -21,22 +21,26 @@ use super::error::preview;
 use super::request::{add_cookie, add_subprotocols, append_header, convert};
 use super::task::AppTask;
 use super::transport::{Pipes, pair};
-use super::{DEFAULT_TIMEOUT, Error, NOTHING_WAIT};
+use super::{DEFAULT_NOTHING_TIMEOUT, DEFAULT_TIMEOUT, Error};
 use crate::application::{
-    Application, BoxApplication, BoxTransport, Connection, HandshakeAnswer, WebsocketConnection,
+    Application, BoxApplication, Connection, HandshakeAnswer, WebsocketConnection,
 };
 use crate::consumer::CloseCode;
 use crate::layer::{InMemoryChannelLayer, SharedLayer};
 use crate::scope::{Protocol, Scope};
+use crate::transport::BoxTransport;
 
 /// A WebSocket client for an [`Application`], in-process: no socket, no port (Channels'
 /// `WebsocketCommunicator`).
 ///
 /// Build it with the request's details, [`connect`](Self::connect), then send and receive
-/// frames. Every wait is bounded by the [timeout](Self::timeout) (1 s unless set), and what the
-/// application did instead of what was expected is the error: a refused handshake is
-/// [`Handshake::Denied`] rather than a timeout, a close frame is [`Error::Closed`] with its code
-/// and reason, a panic in the consumer is [`Error::Panicked`] with the panic message.
+/// frames: one method per kind of frame, as Channels has one `receive_from`. Every wait is
+/// bounded by one [timeout](Self::timeout), 1 s unless set, which
+/// [`set_timeout`](Self::set_timeout) changes mid-test where Channels passes `timeout=` to a
+/// call. What the application did instead of what was expected is the error: a refused
+/// handshake is [`Handshake::Denied`] rather than a timeout, a close frame is [`Error::Closed`]
+/// with its code and reason, a panic in the consumer is [`Error::Panicked`] with the panic
+/// message.
 ///
 /// The application runs in its own task, exactly as under the server: the same
 /// [`WebsocketConnection`] and handshake answer, over in-memory queues instead of a socket.
@@ -80,6 +84,7 @@ pub struct WebsocketCommunicator {
     app: BoxApplication,
     layer: SharedLayer,
     timeout: Duration,
+    nothing_timeout: Duration,
     /// The scope until `connect` hands it to the application.
     scope: Option<Scope>,
     task: Option<AppTask>,
@@ -166,6 +171,7 @@ impl WebsocketCommunicator {
             app,
             layer: Arc::new(InMemoryChannelLayer::new()),
             timeout: DEFAULT_TIMEOUT,
+            nothing_timeout: DEFAULT_NOTHING_TIMEOUT,
             scope: Some(scope),
             task: None,
             buffered: VecDeque::new(),
@@ -245,11 +251,54 @@ impl WebsocketCommunicator {
         self
     }
 
-    /// How long each call waits: for the handshake answer, a frame, the application to finish.
-    /// Default 1 s.
+    /// How long each call waits: for the handshake answer, a frame, the application to finish
+    /// (Channels' `timeout=1` of `receive_from` and the others). Default 1 s; change it later
+    /// with [`set_timeout`](Self::set_timeout).
     pub fn timeout(mut self, timeout: Duration) -> WebsocketCommunicator {
         self.timeout = timeout;
         self
+    }
+
+    /// How long [`receive_nothing`](Self::receive_nothing) listens before it says nothing came
+    /// (Channels' `receive_nothing(timeout=0.1)`). Default 100 ms; change it later with
+    /// [`set_nothing_timeout`](Self::set_nothing_timeout).
+    pub fn nothing_timeout(mut self, timeout: Duration) -> WebsocketCommunicator {
+        self.nothing_timeout = timeout;
+        self
+    }
+
+    /// Changes the [timeout](Self::timeout) of every call from now on, mid-test: a longer one
+    /// before a slow step, a short one before a receive that should time out.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::prelude::*;
+    /// use switchboard::testing::WebsocketCommunicator;
+    ///
+    /// #[derive(Default)]
+    /// struct Silent;
+    ///
+    /// impl WebsocketConsumer for Silent {
+    ///     type Event = NoEvent;
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), switchboard::testing::Error> {
+    /// let mut ws = WebsocketCommunicator::new(Silent::as_app(), "/");
+    /// ws.connect().await?;
+    /// ws.set_timeout(Duration::from_millis(20));
+    /// let err = ws.receive_text().await.unwrap_err();
+    /// assert_eq!(err.to_string(), "timed out after 20ms waiting for a text frame");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    /// Changes how long [`receive_nothing`](Self::receive_nothing) listens from now on.
+    pub fn set_nothing_timeout(&mut self, timeout: Duration) {
+        self.nothing_timeout = timeout;
     }
 
     /// The channel layer the application uses, to send it events from the test.
@@ -379,34 +428,24 @@ impl WebsocketCommunicator {
         self.send_text(text).await
     }
 
-    /// Receives a text frame within the timeout.
+    /// Receives a text frame within the [timeout](Self::timeout).
     pub async fn receive_text(&mut self) -> Result<String, Error> {
-        self.receive_text_timeout(self.timeout).await
-    }
-
-    /// Receives a text frame within `limit`.
-    pub async fn receive_text_timeout(&mut self, limit: Duration) -> Result<String, Error> {
-        match self.next_frame(limit, "a text frame").await? {
+        match self.next_frame("a text frame").await? {
             Message::Text(text) => Ok(text.as_str().to_owned()),
             other => Err(self.unexpected("a text frame", other)),
         }
     }
 
-    /// Receives a binary frame within the timeout.
+    /// Receives a binary frame within the [timeout](Self::timeout).
     pub async fn receive_bytes(&mut self) -> Result<Vec<u8>, Error> {
-        self.receive_bytes_timeout(self.timeout).await
-    }
-
-    /// Receives a binary frame within `limit`.
-    pub async fn receive_bytes_timeout(&mut self, limit: Duration) -> Result<Vec<u8>, Error> {
-        match self.next_frame(limit, "a binary frame").await? {
+        match self.next_frame("a binary frame").await? {
             Message::Binary(bytes) => Ok(bytes.into()),
             other => Err(self.unexpected("a binary frame", other)),
         }
     }
 
-    /// Receives a text frame within the timeout and decodes it as JSON: into your type, or
-    /// into a [`serde_json::Value`] to compare with `json!`.
+    /// Receives a text frame within the [timeout](Self::timeout) and decodes it as JSON: into
+    /// your type, or into a [`serde_json::Value`] to compare with `json!`.
     ///
     /// ```
     /// use serde_json::{Value, json};
@@ -445,15 +484,7 @@ impl WebsocketCommunicator {
     /// # }
     /// ```
     pub async fn receive_json<T: DeserializeOwned>(&mut self) -> Result<T, Error> {
-        self.receive_json_timeout(self.timeout).await
-    }
-
-    /// Receives a JSON text frame within `limit`.
-    pub async fn receive_json_timeout<T: DeserializeOwned>(
-        &mut self,
-        limit: Duration,
-    ) -> Result<T, Error> {
-        match self.next_frame(limit, "a JSON text frame").await? {
+        match self.next_frame("a JSON text frame").await? {
             Message::Text(text) => {
                 serde_json::from_str(text.as_str()).map_err(|err| Error::decode(err, &text))
             }
@@ -461,26 +492,18 @@ impl WebsocketCommunicator {
         }
     }
 
-    /// Whether nothing arrives for 100 ms (Channels' `receive_nothing`). A frame that does
-    /// arrive is kept for the next `receive_*` call.
+    /// Whether nothing arrives for the [nothing timeout](Self::nothing_timeout), 100 ms unless
+    /// set (Channels' `receive_nothing`). A frame that does arrive is kept for the next
+    /// `receive_*` call.
     ///
     /// # Panics
     ///
     /// If the application panicked, with its panic message, so the test fails for that reason.
     pub async fn receive_nothing(&mut self) -> bool {
-        self.receive_nothing_timeout(NOTHING_WAIT).await
-    }
-
-    /// Whether nothing arrives for `wait`.
-    ///
-    /// # Panics
-    ///
-    /// If the application panicked, as [`receive_nothing`](Self::receive_nothing).
-    pub async fn receive_nothing_timeout(&mut self, wait: Duration) -> bool {
         if !self.buffered.is_empty() {
             return false;
         }
-        let deadline = Instant::now() + wait;
+        let deadline = Instant::now() + self.nothing_timeout;
         let ended = match &mut self.state {
             State::Open(pipes) => loop {
                 match timeout_at(deadline, pipes.from_app.next()).await {
@@ -506,8 +529,9 @@ impl WebsocketCommunicator {
         true
     }
 
-    /// Waits for the application to close the connection and returns its close frame, or
-    /// code 1006 if it ended without one. Any other frame first is an error.
+    /// Waits, within the [timeout](Self::timeout), for the application to close the connection
+    /// and returns its close frame, or code 1006 if it ended without one. Any other frame first
+    /// is an error.
     ///
     /// ```
     /// use switchboard::prelude::*;
@@ -536,12 +560,7 @@ impl WebsocketCommunicator {
     /// # }
     /// ```
     pub async fn receive_close(&mut self) -> Result<Close, Error> {
-        self.receive_close_timeout(self.timeout).await
-    }
-
-    /// Waits up to `limit` for the application's close frame.
-    pub async fn receive_close_timeout(&mut self, limit: Duration) -> Result<Close, Error> {
-        match self.next_frame(limit, "a close frame").await {
+        match self.next_frame("a close frame").await {
             Ok(Message::Close(frame)) => Ok(self.on_close(frame)),
             Ok(other) => Err(Error::UnexpectedFrame {
                 expected: "a close frame",
@@ -598,25 +617,21 @@ impl WebsocketCommunicator {
         }
     }
 
-    /// The next frame, skipping pings and pongs: a buffered one, else one within `limit`.
-    async fn next_frame(
-        &mut self,
-        limit: Duration,
-        waiting_for: &'static str,
-    ) -> Result<Message, Error> {
+    /// The next frame, skipping pings and pongs: a buffered one, else one within the timeout.
+    async fn next_frame(&mut self, waiting_for: &'static str) -> Result<Message, Error> {
         if let Some(frame) = self.buffered.pop_front() {
             return Ok(frame);
         }
         let State::Open(pipes) = &mut self.state else {
             return Err(self.not_open().await);
         };
-        let deadline = Instant::now() + limit;
+        let deadline = Instant::now() + self.timeout;
         loop {
             match timeout_at(deadline, pipes.from_app.next()).await {
                 Err(_) => {
                     return Err(Error::Timeout {
                         waiting_for,
-                        timeout: limit,
+                        timeout: self.timeout,
                     });
                 }
                 Ok(Some(frame)) if is_data_or_close(&frame) => return Ok(frame),
@@ -731,6 +746,7 @@ impl fmt::Debug for WebsocketCommunicator {
         f.debug_struct("WebsocketCommunicator")
             .field("state", &state)
             .field("timeout", &self.timeout)
+            .field("nothing_timeout", &self.nothing_timeout)
             .finish_non_exhaustive()
     }
 }

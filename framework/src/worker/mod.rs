@@ -54,8 +54,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::{Error, Result};
 use crate::layer::{ChannelReceiver, Envelope, Event, SharedLayer};
-use crate::{Error, Result};
 
 /// How long a stopping worker may take to finish what it holds.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -164,7 +164,7 @@ impl<W: Worker> DynWorker for W {
                 return self
                     .handle_batch(&ctx, messages)
                     .await
-                    .map_err(|err| Error::Custom(format!("batch of {count} messages: {err}")));
+                    .map_err(|err| Error::Worker(format!("batch of {count} messages: {err}")));
             }
             for message in messages {
                 self.handle(&ctx, message).await?;
@@ -250,7 +250,7 @@ impl ChannelNameRouter {
                 .iter()
                 .find(|n| !self.routes.iter().any(|r| &r.channel == *n))
         {
-            return Err(Error::Custom(format!(
+            return Err(Error::Config(format!(
                 "no worker is routed on channel {unknown:?}; routed: {}",
                 self.channels().join(", ")
             )));
@@ -392,7 +392,7 @@ async fn handle_job(
     AssertUnwindSafe(worker.handle_envelopes(ctx, job, batched))
         .catch_unwind()
         .await
-        .unwrap_or_else(|panic| Err(Error::Custom(panic_message(&panic))))
+        .unwrap_or_else(|panic| Err(Error::Worker(panic_message(&panic))))
 }
 
 fn report(channel: &str, done: std::result::Result<Result<()>, tokio::task::JoinError>) {
@@ -409,7 +409,7 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".to_owned());
-    format!("worker panicked: {text}")
+    format!("panicked: {text}")
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fred::prelude::{Builder, ClientLike, KeysInterface, LuaInterface, SortedSetsInterface};
+use fred::prelude::{ClientLike, KeysInterface, LuaInterface, SortedSetsInterface};
 use fred::types::Value;
 use fred::types::sorted_sets::{ZRange, ZRangeBound, ZRangeKind};
 use futures::future::{BoxFuture, FutureExt};
@@ -39,6 +39,7 @@ use crate::layer::{
     ChannelLayer, ChannelReceiver, Envelope, InMemoryChannelLayer, LayerStatus,
     validate_channel_name, validate_group_name,
 };
+use crate::redis::RedisConnector;
 use crate::{Error, Result};
 
 /// Longest wait of one `BZPOPMIN`, in seconds: short enough that a dropped receiver is noticed.
@@ -102,7 +103,7 @@ struct Host {
     /// Commands that do not block; fred pipelines the concurrent ones on its connection.
     client: fred::clients::Client,
     /// For the clients of blocking pops, one per popped set.
-    builder: Builder,
+    connector: RedisConnector,
 }
 
 /// A group send on its way to the other processes.
@@ -149,9 +150,9 @@ impl CoreChannelLayer {
         config.check()?;
         let mut hosts = Vec::with_capacity(config.hosts.len());
         for url in &config.hosts {
-            let builder = hosts::builder(url, &config)?;
-            let client = hosts::client(&builder, url, &config).await?;
-            hosts.push(Host { client, builder });
+            let connector = hosts::connector(url, &config)?;
+            let client = connector.client(hosts::PURPOSE).await?;
+            hosts.push(Host { client, connector });
         }
         let script = load_script(&hosts[0].client, &config.hosts[0]).await?;
         for (host, url) in hosts.iter().zip(&config.hosts).skip(1) {
@@ -227,12 +228,7 @@ impl Inner {
     }
 
     async fn pop_client(&self, host: usize) -> Result<fred::clients::Client> {
-        hosts::client(
-            &self.hosts[host].builder,
-            self.health.url(host),
-            &self.config,
-        )
-        .await
+        self.hosts[host].connector.client(hosts::PURPOSE).await
     }
 
     fn script_sha(&self) -> String {

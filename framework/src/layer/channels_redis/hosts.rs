@@ -1,65 +1,27 @@
-//! The Redis servers of a channels_redis layer: how their clients are made, and how their
-//! connections are followed into [`LayerStatus`].
+//! The Redis servers of a channels_redis layer: their connectors (the crate's one client
+//! builder, so one reconnect policy), and how their connections are followed into
+//! [`LayerStatus`].
 
 use std::future::Future;
 use std::sync::Weak;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use fred::prelude::{Builder, Config as FredConfig, EventInterface, ReconnectPolicy};
+use fred::prelude::EventInterface;
 use tokio::sync::{broadcast, watch};
 
 use super::ChannelsRedisConfig;
 use crate::layer::LayerStatus;
-use crate::layer::redis_client::init;
+use crate::redis::RedisConnector;
 use crate::{Error, Result};
 
-/// How this layer's fred clients are made: the one place their reconnect policy and timeouts
-/// are set.
-pub(super) fn builder(url: &str, config: &ChannelsRedisConfig) -> Result<Builder> {
-    let fred_config = FredConfig::from_url(url)
-        .map_err(|err| Error::Layer(format!("invalid Redis URL {url:?}: {err}")))?;
-    let mut builder = Builder::from_config(fred_config);
-    builder
-        // Reconnect for ever, from 100 ms up to 1 s between attempts.
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 1_000, 2))
-        .with_connection_config(|c| {
-            c.connection_timeout = config.connect_timeout;
-            c.max_command_attempts = 1;
-            c.tcp.nodelay = Some(true);
-        })
-        .with_performance_config(|p| {
-            // Blocking pops wait at most half of it (see `core::block_secs`): the client's
-            // timeout must never be what ends an idle wait (channels_redis #422).
-            p.default_command_timeout = config.command_timeout;
-            p.broadcast_channel_capacity = 4096;
-        });
-    Ok(builder)
-}
+/// What the layer's clients are called in errors.
+pub(super) const PURPOSE: &str = "channels_redis layer";
 
-/// A connected client of `builder`.
-pub(super) async fn client(
-    builder: &Builder,
-    url: &str,
-    config: &ChannelsRedisConfig,
-) -> Result<fred::clients::Client> {
-    let client = builder
-        .build()
-        .map_err(|err| Error::Layer(format!("Redis client for {url}: {err}")))?;
-    init(&client, url, config.connect_timeout).await?;
-    Ok(client)
-}
-
-/// A connected subscriber client of `builder`.
-pub(super) async fn subscriber(
-    builder: &Builder,
-    url: &str,
-    config: &ChannelsRedisConfig,
-) -> Result<fred::clients::SubscriberClient> {
-    let client = builder
-        .build_subscriber_client()
-        .map_err(|err| Error::Layer(format!("Redis subscriber for {url}: {err}")))?;
-    init(&client, url, config.connect_timeout).await?;
-    Ok(client)
+/// The connector of one host, with the layer's timeouts. Blocking pops wait at most half the
+/// command timeout (see `core::block_secs`): the client's timeout must never be what ends an
+/// idle wait (channels_redis #422).
+pub(super) fn connector(url: &str, config: &ChannelsRedisConfig) -> Result<RedisConnector> {
+    Ok(RedisConnector::new(url)?.timeouts(config.connect_timeout, config.command_timeout))
 }
 
 /// Whether each server is reachable, and the layer's status made of them.

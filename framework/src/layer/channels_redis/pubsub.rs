@@ -90,9 +90,9 @@ impl PubSubChannelLayer {
         let mut hosts = Vec::with_capacity(config.hosts.len());
         let mut queues = Vec::with_capacity(config.hosts.len());
         for url in &config.hosts {
-            let builder = hosts::builder(url, &config)?;
-            let publisher = hosts::client(&builder, url, &config).await?;
-            let subscriber = hosts::subscriber(&builder, url, &config).await?;
+            let connector = hosts::connector(url, &config)?;
+            let publisher = connector.client(hosts::PURPOSE).await?;
+            let subscriber = connector.subscriber(hosts::PURPOSE).await?;
             let (outgoing, queued) = mpsc::channel(PUBLISH_QUEUE);
             hosts.push(Host {
                 publisher,

@@ -11,12 +11,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use fred::prelude::{KeysInterface, ListInterface, PubsubInterface};
-use fred::types::Value;
+use fred::prelude::{ClientLike, KeysInterface, ListInterface};
+use fred::types::{ClusterHash, CustomCommand, Value};
 use tokio::sync::mpsc;
 
-use super::{Inner, Shard, wire};
-use crate::layer::{ChannelLayer, Envelope};
+use super::{Inner, Shard, log, wire};
+use crate::layer::{ChannelLayer, Envelope, Position};
 
 /// Items queued per server; a sender waits for a slot when Redis falls this far behind.
 pub(super) const OUTGOING_CAPACITY: usize = 4096;
@@ -32,6 +32,10 @@ const PIPELINE_BATCH: usize = OUTGOING_CAPACITY;
 /// disconnects a subscriber whose unsent output passes 32 MiB (`client-output-buffer-limit
 /// pubsub`), so one payload must stay far below that whatever the messages' size.
 const MAX_PAYLOAD: usize = 512 << 10;
+
+/// Most events in one payload: a logged group's batch becomes the arguments of a script, and
+/// Lua's stack (about 8 000 slots) must hold them.
+const MAX_EVENTS: usize = 1_000;
 
 /// How long a named channel found full refuses sends without asking Redis again.
 pub(super) const FULL_BACKOFF: Duration = Duration::from_millis(100);
@@ -117,7 +121,7 @@ pub(super) async fn run(weak: Weak<Inner>, index: usize, mut queued: mpsc::Recei
             Err(Failed::Unanswered(err)) => {
                 let merged = plan.publishes.iter().chain(&plan.pushes);
                 let messages: usize = merged.map(|m| m.items.len()).sum();
-                tracing::warn!(url = %shard.url, error = %err, messages, "Redis did not answer a batch: not delivered again here, as it may have been (at most once)");
+                tracing::warn!(url = %shard.url(), error = %err, messages, "Redis did not answer a batch: not delivered again here, as it may have been (at most once)");
             }
         }
         batch.clear();
@@ -142,12 +146,45 @@ async fn send(inner: &Inner, shard: &Shard, plan: &Plan<'_>) -> Result<Vec<usize
     let pipeline = shard.publisher.pipeline();
     let mut publishes = 0;
     for merged in &plan.publishes {
-        let channel = inner.group_channel(merged.name);
+        let channel = inner.naming.group_channel(merged.name);
+        let named = inner.naming.names_group_in_payload().then_some(merged.name);
+        let logged = inner.logs.config_of(merged.name);
         for events in payload_chunks(&merged.items) {
-            pipeline
-                .publish::<(), _, _>(channel.as_str(), wire::group_payload(&events))
-                .await
-                .map_err(Failed::unsent)?;
+            match logged {
+                None => inner
+                    .naming
+                    .publish(&pipeline, &channel, wire::group_payload(named, &events))
+                    .await
+                    .map_err(Failed::unsent)?,
+                Some(config) => {
+                    // fred's pipelines have no EVAL of their own: the command as Redis reads
+                    // it, `EVAL script 2 key key arg...`, sent to the slot of its keys (fred
+                    // would hash the script's text).
+                    let [head, list] = inner.naming.log_keys(merged.name);
+                    let slot = ClusterHash::from(head.as_str());
+                    let eval = CustomCommand::new_static("EVAL", slot, false);
+                    let mut args: Vec<Value> = Vec::with_capacity(10 + events.len());
+                    args.extend([
+                        Value::from_static_str(log::APPEND),
+                        Value::Integer(2),
+                        Value::from(head),
+                        Value::from(list),
+                        Value::from(&*Position::new_epoch()),
+                        Value::Integer(i64::try_from(config.size).unwrap_or(i64::MAX)),
+                        Value::Integer(
+                            i64::try_from(config.ttl.as_secs().max(1)).unwrap_or(i64::MAX),
+                        ),
+                        Value::from_static_str(inner.naming.publish_command()),
+                        Value::from(channel.as_str()),
+                        Value::from(wire::logged_payload_head(named)),
+                    ]);
+                    args.extend(events.into_iter().map(Value::from));
+                    pipeline
+                        .custom::<(), _>(eval, args)
+                        .await
+                        .map_err(Failed::unsent)?;
+                }
+            }
             publishes += 1;
         }
     }
@@ -155,7 +192,7 @@ async fn send(inner: &Inner, shard: &Shard, plan: &Plan<'_>) -> Result<Vec<usize
     let expiry = i64::try_from(config.expiry.as_secs().max(1)).unwrap_or(i64::MAX);
     let mut capacities = Vec::with_capacity(plan.pushes.len());
     for merged in &plan.pushes {
-        let key = inner.queue_key(merged.name);
+        let key = inner.naming.queue_key(merged.name);
         let capacity = i64::try_from(config.capacity_of(merged.name)).unwrap_or(i64::MAX);
         capacities.push(capacity);
         let items: Vec<&str> = merged.items.iter().map(|e| e.json()).collect();
@@ -177,7 +214,8 @@ async fn send(inner: &Inner, shard: &Shard, plan: &Plan<'_>) -> Result<Vec<usize
         .map_err(|_| {
             Failed::Unanswered(format!(
                 "no answer from {} within {:?}",
-                shard.url, inner.command_timeout
+                shard.url(),
+                inner.command_timeout
             ))
         })?
         .map_err(|err| Failed::Unanswered(err.to_string()))?;
@@ -211,14 +249,15 @@ impl Failed {
     }
 }
 
-/// A group's events in order, cut where a payload would pass [`MAX_PAYLOAD`] bytes.
+/// A group's events in order, cut where a payload would pass [`MAX_PAYLOAD`] bytes or
+/// [`MAX_EVENTS`] events.
 fn payload_chunks<'e>(items: &[&'e Arc<Envelope>]) -> Vec<Vec<&'e str>> {
     let mut chunks = Vec::new();
     let mut chunk: Vec<&str> = Vec::new();
     let mut size = 0;
     for envelope in items {
         let json = envelope.json();
-        if !chunk.is_empty() && size + json.len() > MAX_PAYLOAD {
+        if !chunk.is_empty() && (size + json.len() > MAX_PAYLOAD || chunk.len() == MAX_EVENTS) {
             chunks.push(std::mem::take(&mut chunk));
             size = 0;
         }
@@ -254,7 +293,7 @@ fn note_full_channels(inner: &Inner, plan: &Plan<'_>, refused: &[usize]) {
 
 async fn deliver_locally(inner: &Inner, shard: &Shard, plan: &Plan<'_>, err: &str) {
     let items: usize = plan.publishes.iter().map(|m| m.items.len()).sum();
-    tracing::warn!(url = %shard.url, error = %err, messages = items, "Redis unavailable: group messages delivered to this process' members only");
+    tracing::warn!(url = %shard.url(), error = %err, messages = items, "Redis unavailable: group messages delivered to this process' members only");
     for merged in &plan.publishes {
         for envelope in &merged.items {
             let _ = inner
@@ -309,6 +348,9 @@ mod tests {
             [1, 1, 1],
             "an event bigger than the limit travels alone"
         );
+        let many = vec![&small; MAX_EVENTS + 1];
+        let sizes: Vec<usize> = payload_chunks(&many).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [MAX_EVENTS, 1]);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
-use crate::Result;
+use crate::error::Result;
 use crate::scope::SessionData;
 
 #[cfg(feature = "redis")]

@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
-use fred::prelude::{Builder, ClientLike, Config as FredConfig, KeysInterface, ReconnectPolicy};
+use fred::prelude::KeysInterface;
 use fred::types::Expiration;
 
 use super::SessionStore;
+use crate::error::{Error, Result};
+use crate::redis::RedisConnector;
 use crate::scope::SessionData;
-use crate::{Error, Result};
 
 /// Sessions as Redis strings `{prefix}:session:{id}` holding JSON, with Redis' own expiry
 /// (`SET … EX`), so nothing is left behind and any process reads what another wrote.
@@ -24,65 +25,28 @@ use crate::{Error, Result};
 /// let sessions = SessionConfig::new(SessionKey::from_secret(secret)?).store(store);
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct RedisSessionStore {
     client: fred::clients::Client,
+    redis: RedisConnector,
     prefix: String,
-    url: String,
 }
-
-impl std::fmt::Debug for RedisSessionStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisSessionStore")
-            .field("url", &self.url)
-            .field("prefix", &self.prefix)
-            .finish()
-    }
-}
-
-/// How long start-up waits for Redis.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long one command may take: a session lookup holds a handshake up.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl RedisSessionStore {
     /// Connects to the Redis at `url` (`redis://HOST:PORT[/DB]`); keys start with `prefix`.
-    /// Fails with a clear error when Redis does not answer within 5 s.
+    /// Fails with a clear error when Redis does not answer within 5 s. A command (a session
+    /// lookup holds a handshake up) fails after 2 s.
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisSessionStore> {
-        let config = FredConfig::from_url(url)
-            .map_err(|err| Error::custom(format!("invalid Redis URL {url:?}: {err}")))?;
-        let mut builder = Builder::from_config(config);
-        builder
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 1_000, 2))
-            .with_connection_config(|c| {
-                c.connection_timeout = CONNECT_TIMEOUT;
-                c.max_command_attempts = 1;
-                // Concurrent handshakes' lookups share the connection: none may wait for the
-                // acknowledgement of another's write (as in the channel layer).
-                c.tcp.nodelay = Some(true);
-            })
-            .with_performance_config(|p| p.default_command_timeout = COMMAND_TIMEOUT);
-        let client = builder
-            .build()
-            .map_err(|err| Error::custom(format!("Redis client for {url}: {err}")))?;
-        match tokio::time::timeout(CONNECT_TIMEOUT, client.init()).await {
-            Ok(Ok(_connection_task)) => {}
-            Ok(Err(err)) => {
-                return Err(Error::custom(format!(
-                    "session store: cannot connect to Redis at {url}: {err}"
-                )));
-            }
-            Err(_) => {
-                return Err(Error::custom(format!(
-                    "session store: cannot connect to Redis at {url}: no answer within {CONNECT_TIMEOUT:?}"
-                )));
-            }
-        }
+        RedisSessionStore::with_connector(RedisConnector::new(url)?, prefix).await
+    }
+
+    /// Connects through a [`RedisConnector`] set up by hand (other timeouts, a cluster).
+    pub async fn with_connector(redis: RedisConnector, prefix: &str) -> Result<RedisSessionStore> {
+        let client = redis.client("session store").await?;
         Ok(RedisSessionStore {
             client,
+            redis,
             prefix: prefix.to_owned(),
-            url: url.to_owned(),
         })
     }
 
@@ -91,10 +55,7 @@ impl RedisSessionStore {
     }
 
     fn error(&self, what: &str, err: fred::error::Error) -> Error {
-        Error::custom(format!(
-            "session store: {what} on Redis at {}: {err}",
-            self.url
-        ))
+        self.redis.error(&format!("session store {what}"), err)
     }
 }
 

@@ -1,12 +1,10 @@
-//! The transport a consumer talks over: the server's own TCP connections directly (reading only
-//! when the socket is readable), anything else boxed.
+//! tungstenite over the server's own TCP connections, read only when the socket is readable.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures::{Sink, Stream};
 
-use crate::application::BoxTransport;
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Error, Message};
@@ -70,64 +68,5 @@ impl Sink<Message> for TcpTransport {
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         Pin::new(&mut self.inner).poll_close(cx)
-    }
-}
-
-/// The transport a consumer's connection runs on. The server's own TCP connections are held
-/// inline, in the connection's task, rather than behind a box and a vtable: every delivery and
-/// every loop turn reaches them, and at fan-out rates the pointer chase to a separate
-/// allocation (a cache miss per member woken) showed in profiles. Test pipes and streams hyper
-/// could not hand back are boxed.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "inline on purpose: the TCP variant is the one every connection of the server uses"
-)]
-pub(crate) enum Socket {
-    /// A TCP connection of this server.
-    Tcp(TcpTransport),
-    /// Anything else.
-    Boxed(BoxTransport),
-}
-
-impl Stream for Socket {
-    type Item = Result<Message, Error>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.get_mut() {
-            Socket::Tcp(tcp) => Pin::new(tcp).poll_next(cx),
-            Socket::Boxed(boxed) => Pin::new(boxed).poll_next(cx),
-        }
-    }
-}
-
-impl Sink<Message> for Socket {
-    type Error = Error;
-
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        match self.get_mut() {
-            Socket::Tcp(tcp) => Pin::new(tcp).poll_ready(cx),
-            Socket::Boxed(boxed) => Pin::new(boxed).poll_ready(cx),
-        }
-    }
-
-    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
-        match self.get_mut() {
-            Socket::Tcp(tcp) => Pin::new(tcp).start_send(item),
-            Socket::Boxed(boxed) => Pin::new(boxed).start_send(item),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        match self.get_mut() {
-            Socket::Tcp(tcp) => Pin::new(tcp).poll_flush(cx),
-            Socket::Boxed(boxed) => Pin::new(boxed).poll_flush(cx),
-        }
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        match self.get_mut() {
-            Socket::Tcp(tcp) => Pin::new(tcp).poll_close(cx),
-            Socket::Boxed(boxed) => Pin::new(boxed).poll_close(cx),
-        }
     }
 }
