@@ -286,11 +286,7 @@ impl InMemoryChannelLayer {
     }
 
     /// A layer whose channel names are `{channel_prefix}{process}!{n}`.
-    #[cfg_attr(not(feature = "channels-redis"), allow(dead_code))]
-    pub(crate) fn with_channel_prefix(
-        config: LayerConfig,
-        channel_prefix: &str,
-    ) -> InMemoryChannelLayer {
+    fn with_channel_prefix(config: LayerConfig, channel_prefix: &str) -> InMemoryChannelLayer {
         let state = Mutex::new(State::new(&config));
         InMemoryChannelLayer {
             inner: Arc::new(Inner {
@@ -304,12 +300,16 @@ impl InMemoryChannelLayer {
     }
 
     /// The local members of a layer shared by several processes (Redis, NATS, …), with
-    /// `config`'s limits but no group logs: a distributed layer keeps those in its backend (or
-    /// keeps none), and numbering messages in each process would give them positions that
-    /// disagree between processes.
-    pub(crate) fn fan_out(mut config: LayerConfig) -> InMemoryChannelLayer {
+    /// `config`'s limits and channel names `{channel_prefix}{process}!{n}`, but no group logs: a
+    /// distributed layer keeps those in its backend (or keeps none), and numbering messages in
+    /// each process would give them positions that disagree between processes.
+    #[cfg_attr(
+        not(any(feature = "redis", feature = "nats", feature = "channels-redis")),
+        allow(dead_code)
+    )]
+    pub(crate) fn fan_out(mut config: LayerConfig, channel_prefix: &str) -> InMemoryChannelLayer {
         config.logs.patterns.clear();
-        InMemoryChannelLayer::with_config(config)
+        InMemoryChannelLayer::with_channel_prefix(config, channel_prefix)
     }
 
     /// The layer's limits.

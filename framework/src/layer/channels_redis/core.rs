@@ -158,7 +158,7 @@ impl CoreChannelLayer {
         for (host, url) in hosts.iter().zip(&config.hosts).skip(1) {
             load_script(&host.client, url).await?;
         }
-        let local = InMemoryChannelLayer::with_config(config.layer.clone());
+        let local = InMemoryChannelLayer::fan_out(config.layer.clone(), "specific.");
         let process_key = format!("{}specific.{}!", config.prefix, local.process_id());
         let serializer = Serializer::new(
             CORE_RANDOM_PREFIX,

@@ -86,7 +86,7 @@ impl PubSubChannelLayer {
         let channel_prefix = format!("{}specific.", config.prefix);
         // channels_redis' pub/sub layer has no group_expiry: a member stays until it leaves.
         let limits = config.layer.clone().group_expiry(Duration::MAX);
-        let local = InMemoryChannelLayer::with_channel_prefix(limits, &channel_prefix);
+        let local = InMemoryChannelLayer::fan_out(limits, &channel_prefix);
         let mut hosts = Vec::with_capacity(config.hosts.len());
         let mut queues = Vec::with_capacity(config.hosts.len());
         for url in &config.hosts {

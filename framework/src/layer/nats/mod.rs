@@ -154,7 +154,7 @@ impl NatsChannelLayer {
         let (status, _) = watch::channel(LayerStatus::Connected);
         let layer = NatsChannelLayer {
             inner: Arc::new(Inner {
-                local: InMemoryChannelLayer::fan_out(config.layer),
+                local: InMemoryChannelLayer::fan_out(config.layer, "specific."),
                 client,
                 subjects,
                 url: config.url,
