@@ -6,14 +6,15 @@
 #   QUICK=1 bash bench/run.sh      # sanity run: short phases, 1 repeat, small idle counts (~5 min)
 #
 # Knobs (environment): REPEATS, SCENARIOS ("fanout-10x10 fanout-10x10-nohistory fanout-1x1000
-# idle burst redis redis-nohistory"; also "cluster cluster-nohistory nats", not run by default),
-# BURST (1000: members of the presence join burst),
+# idle burst redis redis-nohistory"; also "cluster cluster-nohistory nats channels-redis", not run
+# by default), BURST (1000: members of the presence join burst),
 # IDLE_BASE (10000), IDLE_MAX (19000), BUDGET (maxrate seconds per search), DURATION, WARMUP,
 # GRACE (seconds of one measured phase), FIXED_DURATION, CHAT_LOG_LEVEL (warn), OUT (results
 # directory), REDIS_SERVER (redis-server binary; the Redis scenario starts its own on a free port),
 # MASTERS (3: masters of the cluster scenario's Redis Cluster, started on free ports),
 # NATS_SERVER (nats-server binary; the nats scenario starts its own),
-# LOG_CAP (bytes of each server's log kept, 20 MB).
+# LOG_CAP (bytes of each server's log kept, 20 MB), DJANGO_VENV (the Python environment with daphne
+# and channels_redis for the channels-redis scenario, default target/django-venv, as .ci/run makes).
 #
 # Every server it starts is pinned to CPU 0 and the load generator to CPU 1 (when there are two
 # or more), stopped by its pid after each run, and killed on exit whatever happens.
@@ -43,6 +44,7 @@ else
 fi
 SCENARIOS=${SCENARIOS:-"fanout-10x10 fanout-10x10-nohistory fanout-1x1000 idle burst redis redis-nohistory"}
 BURST=${BURST:-1000}
+DJANGO_VENV=${DJANGO_VENV:-$(pwd)/target/django-venv}
 CHAT_LOG_LEVEL=${CHAT_LOG_LEVEL:-warn}
 LOG_CAP=${LOG_CAP:-20000000}
 REDIS_SERVER=${REDIS_SERVER:-redis-server}
@@ -375,6 +377,102 @@ engine_scenario() {
     done
 }
 
+# start_redis: a redis-server of its own on a free port (no persistence); sets REDIS_PID, REDIS_PORT.
+start_redis() {
+    REDIS_PORT=$(free_port)
+    "${PIN_SERVER[@]}" "$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+        --appendonly no >"$OUT/logs/redis-$1.out" 2>&1 &
+    REDIS_PID=$!
+    STARTED+=("$REDIS_PID")
+    for _ in $(seq 1 50); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null && break
+        sleep 0.1
+    done
+}
+
+# start_daphne NAME URL PREFIX: daphne serving the Channels tutorial's chat (tests/django) on
+# channels_redis' core layer at URL; sets SERVER_PID and SERVER_URL.
+start_daphne() {
+    local name=$1 url=$2 prefix=$3 port waited=0
+    port=$(free_port)
+    (cd tests/django && CHANNELS_REDIS_URL=$url CHANNELS_REDIS_FLAVOUR=core CHANNELS_REDIS_PREFIX=$prefix \
+        PYTHONDONTWRITEBYTECODE=1 exec "${PIN_SERVER[@]}" "$DJANGO_VENV/bin/daphne" \
+        --bind 127.0.0.1 --port "$port" chatsite.asgi:application) \
+        >"$OUT/logs/$name.out" 2> >(head -c "$LOG_CAP" >"$OUT/logs/$name.err") &
+    SERVER_PID=$!
+    STARTED+=("$SERVER_PID")
+    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null || (( waited >= 300 )); then
+            log "$name did not listen on 127.0.0.1:$port"
+            return 1
+        fi
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    SERVER_URL="ws://127.0.0.1:$port"
+}
+
+# channels_redis_scenario: the chat-app on channels_redis' formats, two processes sharing rooms
+# through one Redis with members split across them, on each flavour; beside it the same shape on
+# switchboard's own Redis layer and on two daphne processes serving the Channels tutorial's
+# consumer on channels_redis (core). Every chat-app runs --no-history (the channels-redis layer
+# keeps no history). Server CPU counts both processes and Redis.
+channels_redis_scenario() {
+    if ! command -v "$REDIS_SERVER" >/dev/null; then
+        log "channels-redis: $REDIS_SERVER not found: skipping"
+        return
+    fi
+    local daphne=1
+    if [[ ! -x "$DJANGO_VENV/bin/daphne" ]]; then
+        log "channels-redis: no daphne in $DJANGO_VENV (see tests/django/README.md): skipping daphne"
+        daphne=0
+    fi
+    local rep a_pid a_url flavour stem
+    local shape=(--rooms 10 --members 10 --senders 1
+        --warmup "$WARMUP" --duration "$DURATION" --grace "$GRACE" --budget "$BUDGET")
+    for rep in $(seq 1 "$REPEATS"); do
+        start_redis "cr-$rep"
+        for flavour in core pubsub; do
+            local layer=(--layer "channels-redis://127.0.0.1:$REDIS_PORT/0?flavour=$flavour&prefix=cr$rep$flavour")
+            start_server "chat-app-cr-a" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" "${layer[@]}" --no-history
+            a_pid=$SERVER_PID a_url=$SERVER_URL
+            start_server "chat-app-cr-b" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" "${layer[@]}" --no-history
+            run_load "cr-$flavour-redis-10x10-max" cand "chatapp-$flavour-2proc" "$rep" maxrate \
+                --url "$a_url" --url "$SERVER_URL" --server-pid "$a_pid" --server-pid "$SERVER_PID" \
+                --server-pid "$REDIS_PID" "${shape[@]}" --start 50000 --room-prefix "c$rep$flavour"
+            stop_server "$a_pid"
+            stop_server "$SERVER_PID"
+        done
+        # The same core run, measured against daphne (its own scenario, so the report shows the ratio).
+        stem="cr-core-redis-10x10-max__cand__chatapp-core-2proc__$rep.json"
+        [[ -s "$OUT/$stem" ]] && cp "$OUT/$stem" "$OUT/cr-daphne-10x10-max__cand__chatapp-core-2proc__$rep.json"
+
+        local native=(--layer "redis://127.0.0.1:$REDIS_PORT" --layer-prefix "nat$rep")
+        start_server "chat-app-nat-a" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" "${native[@]}" --no-history
+        a_pid=$SERVER_PID a_url=$SERVER_URL
+        start_server "chat-app-nat-b" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" "${native[@]}" --no-history
+        run_load "cr-core-redis-10x10-max" base "redis-2proc" "$rep" maxrate \
+            --url "$a_url" --url "$SERVER_URL" --server-pid "$a_pid" --server-pid "$SERVER_PID" \
+            --server-pid "$REDIS_PID" "${shape[@]}" --start 50000 --room-prefix "n$rep"
+        stop_server "$a_pid"
+        stop_server "$SERVER_PID"
+        stem="cr-core-redis-10x10-max__base__redis-2proc__$rep.json"
+        [[ -s "$OUT/$stem" ]] && cp "$OUT/$stem" "$OUT/cr-pubsub-redis-10x10-max__base__redis-2proc__$rep.json"
+
+        if (( daphne )); then
+            start_daphne "daphne-a-$rep" "redis://127.0.0.1:$REDIS_PORT/0" "dj$rep"
+            a_pid=$SERVER_PID a_url=$SERVER_URL
+            start_daphne "daphne-b-$rep" "redis://127.0.0.1:$REDIS_PORT/0" "dj$rep"
+            run_load "cr-daphne-10x10-max" base "daphne-core-2proc" "$rep" maxrate \
+                --url "$a_url" --url "$SERVER_URL" --server-pid "$a_pid" --server-pid "$SERVER_PID" \
+                --server-pid "$REDIS_PID" "${shape[@]}" --start 1000 --room-prefix "d$rep"
+            stop_server "$a_pid"
+            stop_server "$SERVER_PID"
+        fi
+        stop_server "$REDIS_PID"
+    done
+}
+
 # ---------------------------------------------------------------------------------------------
 log "building (release)"
 cargo build --release -p chat-app -p bench
@@ -406,7 +504,8 @@ for scenario in $SCENARIOS; do
         cluster) engine_scenario cluster ;;
         cluster-nohistory) engine_scenario cluster --no-history ;;
         nats) engine_scenario nats ;;
-        *) log "unknown scenario $scenario (known: fanout-10x10 fanout-10x10-nohistory fanout-1x1000 idle burst redis redis-nohistory cluster cluster-nohistory nats)" ;;
+        channels-redis) channels_redis_scenario ;;
+        *) log "unknown scenario $scenario (known: fanout-10x10 fanout-10x10-nohistory fanout-1x1000 idle burst redis redis-nohistory cluster cluster-nohistory nats channels-redis)" ;;
     esac
 done
 

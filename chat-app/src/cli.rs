@@ -28,8 +28,10 @@ pub struct Cli {
 
     /// Channel layer: Redis URL(s) `redis://HOST:PORT[/DB]`, repeated or comma-separated (several
     /// servers shard rooms between them), `redis+cluster://HOST:PORT[,HOST:PORT...]` (a Redis
-    /// Cluster) or `nats://HOST:PORT` (no room history there). Without it, the in-memory layer
-    /// serves one process.
+    /// Cluster), `nats://HOST:PORT` (no room history there), or
+    /// `channels-redis://HOST:PORT[/DB]?flavour=core|pubsub&prefix=asgi` to share groups with
+    /// Django Channels processes on channels_redis (no room history there). Without it, the
+    /// in-memory layer serves one process.
     #[arg(long = "layer", env = "CHANNEL_LAYER_URL", value_delimiter = ',')]
     pub layers: Vec<String>,
 
@@ -37,6 +39,21 @@ pub struct Cli {
     /// one Redis (NATS).
     #[arg(long, default_value = "switchboard")]
     pub layer_prefix: String,
+
+    /// The channel layer group of a room: `{room}` stands for the room name. The default is
+    /// the Channels tutorial's, so its consumer and the chat-app share rooms.
+    #[arg(long, default_value = "chat_{room}")]
+    pub group_format: String,
+
+    /// channels_redis' `symmetric_encryption_keys` for the channels-redis layer, comma-separated,
+    /// as in Django's settings (first encrypts, any decrypts). Prefer the environment variable.
+    #[arg(
+        long,
+        env = "CHANNELS_REDIS_SYMMETRIC_ENCRYPTION_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub symmetric_encryption_keys: Vec<String>,
 
     /// Keep no room history: nothing is stored, messages carry no position, joiners get no
     /// `chat.history` and `?since=` recovers nothing, as in the Channels tutorial's chat.

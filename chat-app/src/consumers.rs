@@ -5,7 +5,7 @@ use switchboard::consumer::LogJoin;
 use switchboard::layer::{Envelope, Position, PositionError, PresenceEntry};
 use switchboard::prelude::*;
 
-use crate::rooms::{check_message, group_of};
+use crate::rooms::check_message;
 use crate::state::AppState;
 
 /// What a client sends: `{"message": "<text>"}`.
@@ -199,7 +199,7 @@ impl JsonWebsocketConsumer for ChatConsumer {
 
     async fn connect(&mut self, ws: &mut Websocket) -> Result<()> {
         self.room = ws.scope().kwarg("room_name")?.to_owned();
-        self.group = group_of(&self.room);
+        self.group = self.state.group_format.group(&self.room);
         self.display_name = match ws.scope().user.username() {
             Some(name) => name.to_owned(),
             None => guest_name(),

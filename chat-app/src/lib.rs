@@ -9,6 +9,7 @@ pub mod backend;
 pub mod cli;
 pub mod consumers;
 mod decode;
+pub mod group_format;
 pub mod rooms;
 pub mod routing;
 pub mod state;

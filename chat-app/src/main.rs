@@ -2,9 +2,11 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use chat_app::backend::{Backend, layer_from_url};
 use chat_app::cli::Cli;
+use chat_app::group_format::GroupFormat;
 use chat_app::rooms;
 use chat_app::routing::{self, Security};
 use chat_app::state::AppState;
@@ -36,20 +38,28 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
+    let group_format = GroupFormat::parse(&cli.group_format)?;
     let limits = if cli.no_history {
         LayerConfig::default()
     } else {
-        rooms::layer_config(cli.history_ttl(), cli.history_budget())
+        rooms::layer_config_for(cli.history_ttl(), cli.history_budget(), &group_format)
     }
     .presence(cli.presence());
     let Backend {
         layer,
         history,
         sessions: session_store,
-    } = layer_from_url(&cli.layers, &cli.layer_prefix, limits).await?;
+    } = layer_from_url(
+        &cli.layers,
+        &cli.layer_prefix,
+        limits,
+        &cli.symmetric_encryption_keys,
+    )
+    .await?;
     let state = AppState {
         history_limit: if history { rooms::HISTORY_LIMIT } else { 0 },
         presence: !cli.no_presence,
+        group_format: Arc::new(group_format),
     };
 
     // Flags first, so a typo is reported before anything connects.

@@ -23,6 +23,10 @@ pub mod security {}
 #[doc = include_str!("../../docs/migrating.md")]
 pub mod migrating {}
 
+#[cfg(feature = "channels-redis")]
+#[doc = include_str!("../../docs/channels-redis.md")]
+pub mod channels_redis {}
+
 #[cfg(feature = "axum")]
 #[doc = include_str!("../../docs/axum.md")]
 pub mod axum {}

@@ -7,8 +7,8 @@ use chat_app::rooms;
 use chat_app::state::AppState;
 use serde_json::{Value, json};
 use switchboard::layer::{
-    InMemoryChannelLayer, LayerConfig, NatsChannelLayer, NatsConfig, RedisChannelLayer,
-    RedisConfig, SharedLayer,
+    ChannelsRedisConfig, InMemoryChannelLayer, LayerConfig, NatsChannelLayer, NatsConfig,
+    RedisChannelLayer, RedisConfig, SharedLayer,
 };
 use switchboard::server::ServerConfig;
 
@@ -166,6 +166,26 @@ impl ChatNode {
             .await
             .expect("connect to NATS");
         let layer: SharedLayer = Arc::new(layer);
+        let server = TestServer::start_with_layer(
+            chat_app::routing::application(AppState {
+                history_limit: 0,
+                ..AppState::default()
+            }),
+            ServerConfig::default(),
+            Arc::clone(&layer),
+        )
+        .await;
+        ChatNode { server, layer }
+    }
+
+    /// A chat-app sharing groups with Django processes over channels_redis, as `chat-app
+    /// --layer channels-redis://…` runs it: without room history.
+    pub async fn channels_redis(config: ChannelsRedisConfig) -> ChatNode {
+        let layer = config
+            .layer(chat_layer_config())
+            .connect()
+            .await
+            .expect("connect the channels_redis layer");
         let server = TestServer::start_with_layer(
             chat_app::routing::application(AppState {
                 history_limit: 0,

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 pub mod chat;
+pub mod django;
 pub mod nats;
 pub mod redis;
 pub mod redis_cluster;

@@ -258,6 +258,9 @@ impl State {
 struct Inner {
     config: LayerConfig,
     process: String,
+    /// What channel names start with: `specific.` (`{prefix}specific.` on channels_redis'
+    /// pub/sub layer, whose names carry its prefix).
+    channel_prefix: String,
     next_channel: AtomicU64,
     state: Mutex<State>,
     presence: PresenceTracker,
@@ -294,6 +297,11 @@ impl InMemoryChannelLayer {
 
     /// A layer with the given limits.
     pub fn with_config(config: LayerConfig) -> InMemoryChannelLayer {
+        InMemoryChannelLayer::with_channel_prefix(config, "specific.")
+    }
+
+    /// A layer whose channel names are `{channel_prefix}{process}!{n}`.
+    fn with_channel_prefix(config: LayerConfig, channel_prefix: &str) -> InMemoryChannelLayer {
         let state = Mutex::new(State::new(&config));
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
             let weak = weak.clone();
@@ -304,6 +312,7 @@ impl InMemoryChannelLayer {
             Inner {
                 config,
                 process: Alphanumeric.sample_string(&mut rand::rng(), 12),
+                channel_prefix: channel_prefix.to_owned(),
                 next_channel: AtomicU64::new(0),
                 state,
                 presence,
@@ -313,12 +322,16 @@ impl InMemoryChannelLayer {
     }
 
     /// The local members of a layer shared by several processes (Redis, NATS, …), with
-    /// `config`'s limits but no group logs: a distributed layer keeps those in its backend (or
-    /// keeps none), and numbering messages in each process would give them positions that
-    /// disagree between processes.
-    pub(crate) fn fan_out(mut config: LayerConfig) -> InMemoryChannelLayer {
+    /// `config`'s limits and channel names `{channel_prefix}{process}!{n}`, but no group logs: a
+    /// distributed layer keeps those in its backend (or keeps none), and numbering messages in
+    /// each process would give them positions that disagree between processes.
+    #[cfg_attr(
+        not(any(feature = "redis", feature = "nats", feature = "channels-redis")),
+        allow(dead_code)
+    )]
+    pub(crate) fn fan_out(mut config: LayerConfig, channel_prefix: &str) -> InMemoryChannelLayer {
         config.logs.patterns.clear();
-        InMemoryChannelLayer::with_config(config)
+        InMemoryChannelLayer::with_channel_prefix(config, channel_prefix)
     }
 
     /// The layer's limits.
@@ -358,7 +371,7 @@ impl InMemoryChannelLayer {
 
     fn new_channel_now(&self) -> ChannelReceiver {
         let n = self.inner.next_channel.fetch_add(1, Ordering::Relaxed);
-        let name = format!("specific.{}!{n}", self.inner.process);
+        let name = format!("{}{}!{n}", self.inner.channel_prefix, self.inner.process);
         let (tx, rx) = mpsc::channel(self.inner.config.capacity_of(&name));
         self.inner.state().open_channel(&name, tx);
         self.receiver(name, rx)

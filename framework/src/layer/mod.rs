@@ -19,6 +19,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "channels-redis")]
+pub mod channels_redis;
 mod envelope;
 mod in_memory;
 pub mod log;
@@ -35,6 +37,8 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
+#[cfg(feature = "channels-redis")]
+pub use channels_redis::{ChannelsRedisConfig, Flavour};
 pub use envelope::{Envelope, Event};
 pub use in_memory::{InMemoryChannelLayer, LayerConfig};
 pub use log::{LogConfig, LogSlice, Position, PositionError};

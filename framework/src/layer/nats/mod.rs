@@ -159,7 +159,7 @@ impl NatsChannelLayer {
             inner: Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
                 let weak = weak.clone();
                 Inner {
-                    local: InMemoryChannelLayer::fan_out(config.layer),
+                    local: InMemoryChannelLayer::fan_out(config.layer, "specific."),
                     client,
                     subjects,
                     url: config.url,

@@ -254,7 +254,7 @@ impl RedisChannelLayer {
             return Err(Error::Config("no Redis URL given".into()));
         }
         let logs = config.layer.logs.clone();
-        let local = InMemoryChannelLayer::fan_out(config.layer.clone());
+        let local = InMemoryChannelLayer::fan_out(config.layer.clone(), "specific.");
         let urls = config.client_urls();
         let mut shards = Vec::with_capacity(urls.len());
         let mut queues = Vec::with_capacity(urls.len());
