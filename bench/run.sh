@@ -6,11 +6,15 @@
 #   QUICK=1 bash bench/run.sh      # sanity run: short phases, 1 repeat, small idle counts (~5 min)
 #
 # Knobs (environment): REPEATS, SCENARIOS ("fanout-10x10 fanout-10x10-nohistory fanout-1x1000
-# idle redis redis-nohistory"),
+# idle burst redis redis-nohistory"; also "cluster cluster-nohistory nats channels-redis", not run
+# by default), BURST (1000: members of the presence join burst),
 # IDLE_BASE (10000), IDLE_MAX (19000), BUDGET (maxrate seconds per search), DURATION, WARMUP,
 # GRACE (seconds of one measured phase), FIXED_DURATION, CHAT_LOG_LEVEL (warn), OUT (results
 # directory), REDIS_SERVER (redis-server binary; the Redis scenario starts its own on a free port),
-# LOG_CAP (bytes of each server's log kept, 20 MB).
+# MASTERS (3: masters of the cluster scenario's Redis Cluster, started on free ports),
+# NATS_SERVER (nats-server binary; the nats scenario starts its own),
+# LOG_CAP (bytes of each server's log kept, 20 MB), DJANGO_VENV (the Python environment with daphne
+# and channels_redis for the channels-redis scenario, default target/django-venv, as .ci/run makes).
 #
 # Every server it starts is pinned to CPU 0 and the load generator to CPU 1 (when there are two
 # or more), stopped by its pid after each run, and killed on exit whatever happens.
@@ -38,10 +42,14 @@ else
     GRACE=${GRACE:-1.5}
     FIXED_DURATION=${FIXED_DURATION:-8}
 fi
-SCENARIOS=${SCENARIOS:-"fanout-10x10 fanout-10x10-nohistory fanout-1x1000 idle redis redis-nohistory"}
+SCENARIOS=${SCENARIOS:-"fanout-10x10 fanout-10x10-nohistory fanout-1x1000 idle burst redis redis-nohistory"}
+BURST=${BURST:-1000}
+DJANGO_VENV=${DJANGO_VENV:-$(pwd)/target/django-venv}
 CHAT_LOG_LEVEL=${CHAT_LOG_LEVEL:-warn}
 LOG_CAP=${LOG_CAP:-20000000}
 REDIS_SERVER=${REDIS_SERVER:-redis-server}
+NATS_SERVER=${NATS_SERVER:-nats-server}
+MASTERS=${MASTERS:-3}
 MODE=full
 if [[ "$QUICK" == 1 ]]; then
     MODE=quick
@@ -183,6 +191,8 @@ start_named() {
         # The framework's own cost: the chat-app without its room history, a feature the
         # reference does not have (one more encode, queue hop, decode and store per message).
         chat-app-nohistory) start_server "chat-app" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" --no-history "${CHAT_LIMITS[@]}" ;;
+        # What presence costs: the chat-app without it (the burst scenario's baseline).
+        chat-app-nopresence) start_server "chat-app" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" --no-presence "${CHAT_LIMITS[@]}" ;;
         reference) start_server "reference" "$BIN/reference" --bind 127.0.0.1:0 ;;
     esac
 }
@@ -242,48 +252,229 @@ idle_scenario() {
     done
 }
 
-# redis_scenario [--no-history]: the chat-app as it ships (room history in Redis, written by
-# the history workers), or the channel layer alone (both sides without history).
-redis_scenario() {
-    if ! command -v "$REDIS_SERVER" >/dev/null; then
-        log "redis: $REDIS_SERVER not found: skipping the Redis scenario"
+# burst_scenario: BURST members join one room within a second, against the chat-app as it ships
+# and against the chat-app without presence (the reference keeps none): presence events per
+# member and the server CPU of the burst.
+burst_scenario() {
+    local rep server
+    for rep in $(seq 1 "$REPEATS"); do
+        for server in chat-app chat-app-nopresence; do
+            start_named "$server"
+            local role=cand
+            [[ $server == chat-app-nopresence ]] && role=base
+            run_load "burst-$BURST" "$role" "$server" "$rep" burst \
+                --url "$SERVER_URL" --server-pid "$SERVER_PID" --members "$BURST" --within 1 \
+                --settle 2 --room "burst$rep"
+            stop_server "$SERVER_PID"
+        done
+    done
+}
+
+# wait_port PORT: until something listens there (5 s at most).
+wait_port() {
+    for _ in $(seq 1 50); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+}
+
+# start_engine ENGINE REP: starts the engine two chat-apps share, pinned with the servers; sets
+# ENGINE_PIDS (all its processes, counted as server CPU) and ENGINE_LAYER (the --layer value).
+start_engine() {
+    local engine=$1 rep=$2 port pid ports=() nodes=()
+    ENGINE_PIDS=()
+    case $engine in
+        redis)
+            port=$(free_port)
+            "${PIN_SERVER[@]}" "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save '' \
+                --appendonly no >"$OUT/logs/redis-$rep.out" 2>&1 &
+            ENGINE_PIDS+=($!)
+            wait_port "$port"
+            ENGINE_LAYER="redis://127.0.0.1:$port"
+            ;;
+        cluster)
+            # MASTERS masters, no replicas (a replica's copying would be counted as the
+            # cluster's cost, and is not what carries deliveries).
+            local dir="$OUT/logs/cluster-$rep" n
+            mkdir -p "$dir"
+            for n in $(seq 1 "$MASTERS"); do
+                port=$(free_port)
+                "${PIN_SERVER[@]}" "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save '' \
+                    --appendonly no --cluster-enabled yes --dir "$dir" \
+                    --cluster-config-file "$dir/nodes-$port.conf" >"$dir/$port.out" 2>&1 &
+                ENGINE_PIDS+=($!)
+                wait_port "$port"
+                ports+=("$port")
+                nodes+=("127.0.0.1:$port")
+            done
+            if (( MASTERS == 1 )); then
+                # redis-cli refuses a cluster of fewer than 3 masters: one node takes every slot.
+                redis-cli -p "${ports[0]}" CLUSTER ADDSLOTSRANGE 0 16383 >/dev/null
+            else
+                redis-cli --cluster create "${nodes[@]}" --cluster-yes </dev/null >"$dir/create.out"
+            fi
+            for _ in $(seq 1 100); do
+                redis-cli -p "${ports[0]}" CLUSTER INFO | grep -q 'cluster_state:ok' && break
+                sleep 0.1
+            done
+            ENGINE_LAYER="redis+cluster://$(IFS=,; echo "${nodes[*]}")"
+            ;;
+        nats)
+            port=$(free_port)
+            "${PIN_SERVER[@]}" "$NATS_SERVER" -a 127.0.0.1 -p "$port" >"$OUT/logs/nats-$rep.out" 2>&1 &
+            ENGINE_PIDS+=($!)
+            wait_port "$port"
+            ENGINE_LAYER="nats://127.0.0.1:$port"
+            ;;
+    esac
+    for pid in "${ENGINE_PIDS[@]}"; do STARTED+=("$pid"); done
+}
+
+# engine_scenario ENGINE [--no-history]: two chat-app processes sharing rooms through an engine
+# of their own (redis, cluster or nats), members split across them, against one in-memory
+# chat-app; server CPU counts both processes and the engine. With history (the chat-app as it
+# ships: room history in Redis, written by the history workers) or without (the channel layer
+# alone, both sides). NATS keeps no history, so it is measured without.
+engine_scenario() {
+    local engine=$1
+    shift
+    local flags=("$@") single=chat-app binary=$REDIS_SERVER name
+    if [[ $engine == nats ]]; then
+        binary=$NATS_SERVER
+        flags=(--no-history)
+    fi
+    if ! command -v "$binary" >/dev/null; then
+        log "$engine: $binary not found: skipping the $engine scenario"
         return
     fi
-    local flags=("$@") name=redis-10x10-max single=chat-app
-    if (( ${#flags[@]} )); then
-        name=redis-10x10-nohistory-max single=chat-app-nohistory
+    name=$engine
+    if [[ $engine == cluster ]]; then
+        name=cluster${MASTERS}m
     fi
-    local rep port redis_pid a_pid a_url b_pid b_url
+    if (( ${#flags[@]} )); then
+        name=$name-10x10-nohistory-max single=chat-app-nohistory
+    else
+        name=$name-10x10-max
+    fi
+    local rep a_pid a_url b_pid b_url pid server_pids
     local shape=(--rooms 10 --members 10 --senders 1
         --warmup "$WARMUP" --duration "$DURATION" --grace "$GRACE" --start 50000 --budget "$BUDGET")
     for rep in $(seq 1 "$REPEATS"); do
-        # Two chat-app processes sharing rooms through a Redis of their own, members split
-        # across them; server CPU counts both processes and Redis.
-        port=$(free_port)
-        "${PIN_SERVER[@]}" "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save '' \
-            --appendonly no >"$OUT/logs/redis-$rep.out" 2>&1 &
-        redis_pid=$!
-        STARTED+=("$redis_pid")
-        for _ in $(seq 1 50); do
-            (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-            sleep 0.1
-        done
-        local layer=(--layer "redis://127.0.0.1:$port" --layer-prefix "bench$rep")
+        start_engine "$engine" "$rep"
+        local layer=(--layer "$ENGINE_LAYER" --layer-prefix "bench$rep")
         start_server "chat-app-a" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" "${layer[@]}" "${flags[@]}" "${CHAT_LIMITS[@]}"
         a_pid=$SERVER_PID a_url=$SERVER_URL
         start_server "chat-app-b" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" "${layer[@]}" "${flags[@]}" "${CHAT_LIMITS[@]}"
         b_pid=$SERVER_PID b_url=$SERVER_URL
-        run_load "$name" cand redis-2proc "$rep" maxrate \
+        server_pids=()
+        for pid in "${ENGINE_PIDS[@]}"; do server_pids+=(--server-pid "$pid"); done
+        run_load "$name" cand "$engine-2proc" "$rep" maxrate \
             --url "$a_url" --url "$b_url" --server-pid "$a_pid" --server-pid "$b_pid" \
-            --server-pid "$redis_pid" "${shape[@]}" --room-prefix "x$rep"
+            "${server_pids[@]}" "${shape[@]}" --room-prefix "x$rep"
         stop_server "$a_pid"
         stop_server "$b_pid"
-        stop_server "$redis_pid"
+        for pid in "${ENGINE_PIDS[@]}"; do stop_server "$pid"; done
 
         start_named "$single"
         run_load "$name" base inmemory-1proc "$rep" maxrate \
             --url "$SERVER_URL" --server-pid "$SERVER_PID" "${shape[@]}" --room-prefix "y$rep"
         stop_server "$SERVER_PID"
+    done
+}
+
+# start_redis: a redis-server of its own on a free port (no persistence); sets REDIS_PID, REDIS_PORT.
+start_redis() {
+    REDIS_PORT=$(free_port)
+    "${PIN_SERVER[@]}" "$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+        --appendonly no >"$OUT/logs/redis-$1.out" 2>&1 &
+    REDIS_PID=$!
+    STARTED+=("$REDIS_PID")
+    for _ in $(seq 1 50); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null && break
+        sleep 0.1
+    done
+}
+
+# start_daphne NAME URL PREFIX: daphne serving the Channels tutorial's chat (tests/django) on
+# channels_redis' core layer at URL; sets SERVER_PID and SERVER_URL.
+start_daphne() {
+    local name=$1 url=$2 prefix=$3 port waited=0
+    port=$(free_port)
+    (cd tests/django && CHANNELS_REDIS_URL=$url CHANNELS_REDIS_FLAVOUR=core CHANNELS_REDIS_PREFIX=$prefix \
+        PYTHONDONTWRITEBYTECODE=1 exec "${PIN_SERVER[@]}" "$DJANGO_VENV/bin/daphne" \
+        --bind 127.0.0.1 --port "$port" chatsite.asgi:application) \
+        >"$OUT/logs/$name.out" 2> >(head -c "$LOG_CAP" >"$OUT/logs/$name.err") &
+    SERVER_PID=$!
+    STARTED+=("$SERVER_PID")
+    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null || (( waited >= 300 )); then
+            log "$name did not listen on 127.0.0.1:$port"
+            return 1
+        fi
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    SERVER_URL="ws://127.0.0.1:$port"
+}
+
+# channels_redis_scenario: the chat-app on channels_redis' formats, two processes sharing rooms
+# through one Redis with members split across them, on each flavour; beside it the same shape on
+# switchboard's own Redis layer and on two daphne processes serving the Channels tutorial's
+# consumer on channels_redis (core). Every chat-app runs --no-history (the channels-redis layer
+# keeps no history). Server CPU counts both processes and Redis.
+channels_redis_scenario() {
+    if ! command -v "$REDIS_SERVER" >/dev/null; then
+        log "channels-redis: $REDIS_SERVER not found: skipping"
+        return
+    fi
+    local daphne=1
+    if [[ ! -x "$DJANGO_VENV/bin/daphne" ]]; then
+        log "channels-redis: no daphne in $DJANGO_VENV (see tests/django/README.md): skipping daphne"
+        daphne=0
+    fi
+    local rep a_pid a_url flavour stem
+    local shape=(--rooms 10 --members 10 --senders 1
+        --warmup "$WARMUP" --duration "$DURATION" --grace "$GRACE" --budget "$BUDGET")
+    for rep in $(seq 1 "$REPEATS"); do
+        start_redis "cr-$rep"
+        for flavour in core pubsub; do
+            local layer=(--layer "channels-redis://127.0.0.1:$REDIS_PORT/0?flavour=$flavour&prefix=cr$rep$flavour")
+            start_server "chat-app-cr-a" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" "${layer[@]}" --no-history "${CHAT_LIMITS[@]}"
+            a_pid=$SERVER_PID a_url=$SERVER_URL
+            start_server "chat-app-cr-b" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" "${layer[@]}" --no-history "${CHAT_LIMITS[@]}"
+            run_load "cr-$flavour-redis-10x10-max" cand "chatapp-$flavour-2proc" "$rep" maxrate \
+                --url "$a_url" --url "$SERVER_URL" --server-pid "$a_pid" --server-pid "$SERVER_PID" \
+                --server-pid "$REDIS_PID" "${shape[@]}" --start 50000 --room-prefix "c$rep$flavour"
+            stop_server "$a_pid"
+            stop_server "$SERVER_PID"
+        done
+        # The same core run, measured against daphne (its own scenario, so the report shows the ratio).
+        stem="cr-core-redis-10x10-max__cand__chatapp-core-2proc__$rep.json"
+        [[ -s "$OUT/$stem" ]] && cp "$OUT/$stem" "$OUT/cr-daphne-10x10-max__cand__chatapp-core-2proc__$rep.json"
+
+        local native=(--layer "redis://127.0.0.1:$REDIS_PORT" --layer-prefix "nat$rep")
+        start_server "chat-app-nat-a" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" "${native[@]}" --no-history "${CHAT_LIMITS[@]}"
+        a_pid=$SERVER_PID a_url=$SERVER_URL
+        start_server "chat-app-nat-b" "$BIN/chat-app" --bind 127.0.0.1:0 --log-level "$CHAT_LOG_LEVEL" "${native[@]}" --no-history "${CHAT_LIMITS[@]}"
+        run_load "cr-core-redis-10x10-max" base "redis-2proc" "$rep" maxrate \
+            --url "$a_url" --url "$SERVER_URL" --server-pid "$a_pid" --server-pid "$SERVER_PID" \
+            --server-pid "$REDIS_PID" "${shape[@]}" --start 50000 --room-prefix "n$rep"
+        stop_server "$a_pid"
+        stop_server "$SERVER_PID"
+        stem="cr-core-redis-10x10-max__base__redis-2proc__$rep.json"
+        [[ -s "$OUT/$stem" ]] && cp "$OUT/$stem" "$OUT/cr-pubsub-redis-10x10-max__base__redis-2proc__$rep.json"
+
+        if (( daphne )); then
+            start_daphne "daphne-a-$rep" "redis://127.0.0.1:$REDIS_PORT/0" "dj$rep"
+            a_pid=$SERVER_PID a_url=$SERVER_URL
+            start_daphne "daphne-b-$rep" "redis://127.0.0.1:$REDIS_PORT/0" "dj$rep"
+            run_load "cr-daphne-10x10-max" base "daphne-core-2proc" "$rep" maxrate \
+                --url "$a_url" --url "$SERVER_URL" --server-pid "$a_pid" --server-pid "$SERVER_PID" \
+                --server-pid "$REDIS_PID" "${shape[@]}" --start 1000 --room-prefix "d$rep"
+            stop_server "$a_pid"
+            stop_server "$SERVER_PID"
+        fi
+        stop_server "$REDIS_PID"
     done
 }
 
@@ -312,9 +503,14 @@ for scenario in $SCENARIOS; do
         fanout-10x10-nohistory) fanout_scenario 10 10 50000 chat-app-nohistory -nohistory ;;
         fanout-1x1000) fanout_scenario 1 1000 50000 ;;
         idle) idle_scenario ;;
-        redis) redis_scenario ;;
-        redis-nohistory) redis_scenario --no-history ;;
-        *) log "unknown scenario $scenario (known: fanout-10x10 fanout-10x10-nohistory fanout-1x1000 idle redis redis-nohistory)" ;;
+        burst) burst_scenario ;;
+        redis) engine_scenario redis ;;
+        redis-nohistory) engine_scenario redis --no-history ;;
+        cluster) engine_scenario cluster ;;
+        cluster-nohistory) engine_scenario cluster --no-history ;;
+        nats) engine_scenario nats ;;
+        channels-redis) channels_redis_scenario ;;
+        *) log "unknown scenario $scenario (known: fanout-10x10 fanout-10x10-nohistory fanout-1x1000 idle burst redis redis-nohistory cluster cluster-nohistory nats channels-redis)" ;;
     esac
 done
 

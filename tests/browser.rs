@@ -136,6 +136,47 @@ async fn two_browsers_chat_in_a_room_and_markup_stays_text() {
         );
     }
 
+    // Who is online: each page lists both members, by the names their messages carry.
+    let mut both = vec![sent1.user.clone(), sent2.user.clone()];
+    both.sort();
+    for (name, page) in [("page 1", &page1), ("page 2", &page2)] {
+        wait_for_presence(name, page, &both).await;
+    }
+    // Page 2 logs in as amy (the page reloads, its WebSocket now amy's); a second connection of
+    // amy's from that browser, another tab in effect, shows as one name with a count.
+    let login = find(&page2, "#login-username").await;
+    within(
+        "typing a user name",
+        login.send_keys(&format!("amy{}", char::from(Key::Enter))),
+    )
+    .await
+    .expect("type into #login-username");
+    let amy = |tabs: &str| {
+        let mut names = vec![sent1.user.clone(), format!("amy{tabs}")];
+        names.sort();
+        names
+    };
+    wait_for_presence("page 1", &page1, &amy("")).await;
+    wait_connected("page 2", &page2).await;
+    within(
+        "opening a second connection of amy's",
+        page2.execute(
+            "window.secondTab = new WebSocket(location.origin.replace(/^http/, 'ws') +              '/ws/chat/' + arguments[0] + '/'); return true;",
+            vec![room.clone().into()],
+        ),
+    )
+    .await
+    .expect("run the script");
+    wait_for_presence("page 1", &page1, &amy(" \u{d7}2")).await;
+    wait_for_presence("page 2", &page2, &amy(" \u{d7}2")).await;
+    within(
+        "closing the second connection",
+        page2.execute("window.secondTab.close(); return true;", vec![]),
+    )
+    .await
+    .expect("run the script");
+    wait_for_presence("page 1", &page1, &amy("")).await;
+
     for (name, page) in [("page 1", page1), ("page 2", page2)] {
         bounded(
             &format!("closing the {name} session"),
@@ -202,6 +243,33 @@ async fn wait_connected(name: &str, page: &Browser) {
                     Ok(())
                 }
                 other => Err(format!("(data-state, class, button enabled) = {other:?}")),
+            }
+        },
+    )
+    .await;
+}
+
+/// Waits until the page's `#presence-list` names exactly `expected` (in order: the page sorts
+/// them), each with its tab count when above one, and `#presence-count` says how many.
+async fn wait_for_presence(name: &str, page: &Browser, expected: &[String]) {
+    eventually(
+        &format!("{name} to list {expected:?} as online"),
+        SHOW,
+        async || {
+            let listed = within(
+                "reading #presence-list",
+                page.execute(
+                    "return [Array.from(document.querySelectorAll('#presence-list > li'), \
+                     li => li.textContent), document.getElementById('presence-count').textContent];",
+                    vec![],
+                ),
+            )
+            .await
+            .map_err(|err| err.to_string())?;
+            let expected_count = expected.len().to_string();
+            match serde_json::from_value::<(Vec<String>, String)>(listed) {
+                Ok((names, count)) if names == expected && count == expected_count => Ok(()),
+                other => Err(format!("{other:?}")),
             }
         },
     )

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use chat_app::rooms::HISTORY_LIMIT;
 use chat_app::state::AppState;
 use serde_json::{Value, json};
-use support::chat::{ChatNode, chat_layer_config, redis_layer, room, say};
+use support::chat::{
+    ChatNode, assert_no_event, assert_no_event_for, chat_layer_config, recv_event, redis_layer,
+    room, say,
+};
 use support::redis::{RedisProcess, redis_url, unique_prefix};
 use support::*;
 use switchboard::layer::{InMemoryChannelLayer, LogConfig, SharedLayer};
@@ -23,7 +26,7 @@ fn since(name: &str, position: &str) -> String {
 /// The next `chat.message` whole (with its position), skipping informational events.
 async fn heard(client: &mut Client) -> Value {
     loop {
-        let event = recv_json(client).await;
+        let event = recv_event(client).await;
         if event["type"] == "chat.message" {
             return event;
         }
@@ -84,7 +87,7 @@ async fn a_late_joiner_gets_the_last_100_in_order_then_live_messages_with_positi
     );
 
     let mut late = node.connect(&room("hist")).await;
-    let history = recv_json(&mut late).await;
+    let history = recv_event(&mut late).await;
     let expected: Vec<String> = (total - HISTORY_LIMIT..total)
         .map(|n| format!("m{n}"))
         .collect();
@@ -97,21 +100,24 @@ async fn a_late_joiner_gets_the_last_100_in_order_then_live_messages_with_positi
     assert_eq!(live["epoch"], sent[0]["epoch"]);
 
     let mut elsewhere = node.connect(&room("quiet")).await;
-    assert_quiet(&mut elsewhere).await;
+    assert_no_event(&mut elsewhere).await;
     node.stop().await;
 }
 
 #[tokio::test]
 async fn with_history_off_a_joiner_gets_live_messages_only_without_positions() {
-    let app = chat_app::routing::application(AppState { history_limit: 0 });
+    let app = chat_app::routing::application(AppState {
+        history_limit: 0,
+        ..AppState::default()
+    });
     let server = TestServer::start(app).await;
     let mut early = server.connect(&room("off")).await;
     say(&mut early, "before").await;
-    assert_eq!(recv_json(&mut early).await["message"], "before");
+    assert_eq!(recv_event(&mut early).await["message"], "before");
 
     let mut late = server.connect(&room("off")).await;
     say(&mut early, "after").await;
-    let first = recv_json(&mut late).await;
+    let first = recv_event(&mut late).await;
     assert_eq!(
         first["type"], "chat.message",
         "no chat.history first: {first}"
@@ -129,9 +135,9 @@ async fn history_is_kept_per_room() {
     say_all(&mut red, "r", 1).await;
     say_all(&mut blue, "b", 1).await;
     let mut late_red = node.connect(&room("red")).await;
-    assert_eq!(texts(&recv_json(&mut late_red).await), ["r0"]);
+    assert_eq!(texts(&recv_event(&mut late_red).await), ["r0"]);
     let mut late_blue = node.connect(&room("blue")).await;
-    assert_eq!(texts(&recv_json(&mut late_blue).await), ["b0"]);
+    assert_eq!(texts(&recv_event(&mut late_blue).await), ["b0"]);
     node.stop().await;
 }
 
@@ -154,24 +160,24 @@ async fn a_cut_member_recovers_exactly_what_it_missed(
 
     let missed = say_all(&mut bob, "missed", 50).await;
     let mut ann = ann_node.connect(&since(name, &last)).await;
-    let recovered = recv_json(&mut ann).await;
+    let recovered = recv_event(&mut ann).await;
     assert_eq!(
         recovered,
         json!({"type": "chat.recovered", "recovered": true})
     );
     for expected in &missed {
-        let got = recv_json(&mut ann).await;
+        let got = recv_event(&mut ann).await;
         assert_eq!(got["type"], "chat.message", "no chat.history: {got}");
         assert_eq!(got, *expected);
     }
     say(&mut bob, "live").await;
-    let live = recv_json(&mut ann).await;
+    let live = recv_event(&mut ann).await;
     assert_eq!(live["message"], "live");
     assert_eq!(
         live["offset"].as_u64(),
         missed[49]["offset"].as_u64().map(|o| o + 1)
     );
-    assert_quiet(&mut ann).await;
+    assert_no_event(&mut ann).await;
 }
 
 #[tokio::test]
@@ -214,17 +220,17 @@ async fn positions_that_cannot_be_recovered_get_recovered_false_and_the_history(
     ] {
         let mut back = node.connect(&since("small", &lost)).await;
         assert_eq!(
-            recv_json(&mut back).await,
+            recv_event(&mut back).await,
             json!({"type": "chat.recovered", "recovered": false}),
             "{lost}"
         );
-        let history = recv_json(&mut back).await;
+        let history = recv_event(&mut back).await;
         assert_eq!(texts(&history), ["m5", "m6", "m7", "m8", "m9"], "{lost}");
     }
     // The oldest position the log can still continue from.
     let mut back = node.connect(&since("small", &format!("{epoch}:5"))).await;
-    assert_eq!(recv_json(&mut back).await["recovered"], true);
-    assert_eq!(recv_json(&mut back).await["message"], "m5");
+    assert_eq!(recv_event(&mut back).await["recovered"], true);
+    assert_eq!(recv_event(&mut back).await["message"], "m5");
     node.stop().await;
 }
 
@@ -239,7 +245,7 @@ async fn a_malformed_since_gets_an_error_and_joins_as_without_it() {
         let mut ann = node.connect(&room(&name)).await;
         say_all(&mut ann, "m", 2).await;
         let mut bob = node.connect(&since(&name, bad)).await;
-        let error = recv_json(&mut bob).await;
+        let error = recv_event(&mut bob).await;
         assert_eq!(error["type"], "error", "{bad}: {error}");
         assert!(
             error["error"]
@@ -248,7 +254,7 @@ async fn a_malformed_since_gets_an_error_and_joins_as_without_it() {
                 .starts_with("invalid since"),
             "{error}"
         );
-        assert_eq!(texts(&recv_json(&mut bob).await), ["m0", "m1"], "{bad}");
+        assert_eq!(texts(&recv_event(&mut bob).await), ["m0", "m1"], "{bad}");
         say(&mut bob, "still here").await;
         assert_eq!(heard(&mut bob).await["message"], "still here");
         assert_eq!(heard(&mut ann).await["message"], "still here");
@@ -268,22 +274,14 @@ async fn a_joiner_right_after_a_broadcast_finds_it(layers: [SharedLayer; 2], rou
         // The sender has seen it broadcast: a joiner must find it.
         assert_eq!(heard(&mut sender).await["message"], *text);
         let mut joiner = two.connect(&room("gap")).await;
-        let history = recv_json(&mut joiner).await;
+        let history = recv_event(&mut joiner).await;
         let found = texts(&history);
         assert_eq!(found.last(), Some(&text), "round {n}");
         assert_eq!(found.iter().filter(|t| **t == text).count(), 1);
-        assert_quiet_for(&mut joiner, std::time::Duration::from_millis(20)).await;
+        assert_no_event_for(&mut joiner, std::time::Duration::from_millis(20)).await;
     }
     one.stop().await;
     two.stop().await;
-}
-
-/// Nothing arrives within `wait`.
-async fn assert_quiet_for(client: &mut Client, wait: std::time::Duration) {
-    use futures::StreamExt;
-    if let Ok(Some(frame)) = tokio::time::timeout(wait, client.next()).await {
-        panic!("expected nothing, got {frame:?}");
-    }
 }
 
 #[tokio::test]
@@ -315,7 +313,7 @@ async fn with_redis_history_is_shared_between_processes_survives_restarts_and_ex
     say_all(&mut writer, "s", 5).await;
     let mut reader = two.connect(&room("shared")).await;
     let expected: Vec<String> = (0..5).map(|n| format!("s{n}")).collect();
-    assert_eq!(texts(&recv_json(&mut reader).await), expected);
+    assert_eq!(texts(&recv_event(&mut reader).await), expected);
 
     close(&mut writer).await;
     close(&mut reader).await;
@@ -324,7 +322,7 @@ async fn with_redis_history_is_shared_between_processes_survives_restarts_and_ex
 
     let again = ChatNode::redis(std::slice::from_ref(&url), &prefix).await;
     let mut late = again.connect(&room("shared")).await;
-    assert_eq!(texts(&recv_json(&mut late).await), expected);
+    assert_eq!(texts(&recv_event(&mut late).await), expected);
     again.stop().await;
 
     // The keys carry the history's time to live (renewed by every message).
@@ -355,7 +353,7 @@ async fn after_a_redis_restart_without_data_positions_are_not_recovered() {
     redis.restart();
     within("the layer to reconnect", async {
         loop {
-            let event = recv_json(&mut ann).await;
+            let event = recv_event(&mut ann).await;
             if event["type"] == "layer.reconnected" {
                 return;
             }
@@ -368,10 +366,10 @@ async fn after_a_redis_restart_without_data_positions_are_not_recovered() {
 
     let mut back = node.connect(&since("gone", &position(&before[2]))).await;
     assert_eq!(
-        recv_json(&mut back).await,
+        recv_event(&mut back).await,
         json!({"type": "chat.recovered", "recovered": false})
     );
-    assert_eq!(texts(&recv_json(&mut back).await), ["a0"]);
+    assert_eq!(texts(&recv_event(&mut back).await), ["a0"]);
     node.stop().await;
 }
 
@@ -397,6 +395,6 @@ async fn invented_rooms_stay_within_the_history_budget() {
     let mut newest = node
         .connect(&room(&format!("invented-{}", rooms - 1)))
         .await;
-    assert_eq!(texts(&recv_json(&mut newest).await).len(), 1);
+    assert_eq!(texts(&recv_event(&mut newest).await).len(), 1);
     node.stop().await;
 }

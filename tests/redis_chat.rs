@@ -2,9 +2,8 @@
 
 mod support;
 
-use support::chat::{ChatNode, heard, next_of, room, say};
+use support::chat::*;
 use support::redis::{RedisProcess, redis_url, unique_prefix};
-use support::*;
 
 #[tokio::test]
 async fn members_on_two_processes_chat_as_one_room() {
@@ -12,18 +11,7 @@ async fn members_on_two_processes_chat_as_one_room() {
     let prefix = unique_prefix("two-servers");
     let one = ChatNode::redis(std::slice::from_ref(&url), &prefix).await;
     let two = ChatNode::redis(std::slice::from_ref(&url), &prefix).await;
-
-    let mut ann = one.connect(&room("shared")).await;
-    let mut bob = two.connect(&room("shared")).await;
-    let mut elsewhere = two.connect(&room("other")).await;
-
-    say(&mut ann, "from one").await;
-    assert_eq!(heard(&mut ann).await.message, "from one");
-    assert_eq!(heard(&mut bob).await.message, "from one");
-    say(&mut bob, "from two").await;
-    assert_eq!(heard(&mut ann).await.message, "from two");
-    assert_eq!(heard(&mut bob).await.message, "from two");
-    assert_quiet(&mut elsewhere).await;
+    two_processes_chat_as_one_room(&one, &two).await;
 }
 
 #[tokio::test]
@@ -32,42 +20,7 @@ async fn a_burst_of_500_arrives_complete_and_in_order_per_sender() {
     let prefix = unique_prefix("burst");
     let one = ChatNode::redis(std::slice::from_ref(&url), &prefix).await;
     let two = ChatNode::redis(std::slice::from_ref(&url), &prefix).await;
-
-    let mut sender_one = one.connect(&room("burst")).await;
-    let mut sender_two = two.connect(&room("burst")).await;
-    let mut listeners = vec![
-        one.connect(&room("burst")).await,
-        two.connect(&room("burst")).await,
-    ];
-
-    // Each sender's messages are interleaved with the other's; order holds per sender. The
-    // burst stays within what the layer's per-member queue (100) absorbs while a reader lags.
-    let sending = async {
-        for n in 0..250 {
-            say(&mut sender_one, &format!("one {n}")).await;
-            say(&mut sender_two, &format!("two {n}")).await;
-        }
-    };
-    let receiving = async {
-        for listener in &mut listeners {
-            let (mut next_one, mut next_two) = (0, 0);
-            while next_one + next_two < 500 {
-                let text = heard(listener).await.message;
-                match text.split_once(' ') {
-                    Some(("one", n)) => {
-                        assert_eq!(n, next_one.to_string());
-                        next_one += 1;
-                    }
-                    Some(("two", n)) => {
-                        assert_eq!(n, next_two.to_string());
-                        next_two += 1;
-                    }
-                    _ => panic!("unexpected message {text}"),
-                }
-            }
-        }
-    };
-    tokio::join!(sending, receiving);
+    a_burst_of_500_arrives_complete_and_in_order(&one, &two).await;
 }
 
 /// Channels subscribed on one Redis server, read with `redis-cli`.
@@ -106,7 +59,13 @@ async fn rooms_are_sharded_over_two_redis_servers() {
     }
     let on_first = pubsub_channels(first.port);
     let on_second = pubsub_channels(second.port);
-    let groups = |channels: &[String]| channels.iter().filter(|c| c.contains(":group:")).count();
+    // Rooms' groups; the presence trackers' own group is one more, on one of the servers.
+    let groups = |channels: &[String]| {
+        channels
+            .iter()
+            .filter(|c| c.contains(":group:") && !c.ends_with(":group:switchboard.presence"))
+            .count()
+    };
     assert!(
         groups(&on_first) > 0 && groups(&on_second) > 0,
         "both servers carry rooms: {on_first:?} / {on_second:?}"
@@ -116,35 +75,19 @@ async fn rooms_are_sharded_over_two_redis_servers() {
 
 #[tokio::test]
 async fn a_redis_restart_is_survived_and_announced() {
-    let Some(mut redis) = RedisProcess::start() else {
+    let Some(redis) = RedisProcess::start() else {
         return;
     };
     let urls = [redis.url()];
     let prefix = unique_prefix("restart");
     let one = ChatNode::redis(&urls, &prefix).await;
     let two = ChatNode::redis(&urls, &prefix).await;
-    let mut ann = one.connect(&room("outage")).await;
-    let mut amy = one.connect(&room("outage")).await;
-    let mut bob = two.connect(&room("outage")).await;
-    say(&mut ann, "before").await;
-    assert_eq!(heard(&mut bob).await.message, "before");
-    assert_eq!(heard(&mut amy).await.message, "before");
-
-    redis.stop();
-    for client in [&mut ann, &mut amy, &mut bob] {
-        let notice = next_of(client, "layer.disconnected").await;
-        assert!(notice["notice"].is_string(), "{notice}");
-    }
-    // Members of one process still hear each other while Redis is away.
-    say(&mut ann, "during").await;
-    assert_eq!(heard(&mut amy).await.message, "during");
-
-    redis.restart();
-    for client in [&mut ann, &mut amy, &mut bob] {
-        let notice = next_of(client, "layer.reconnected").await;
-        assert!(notice["notice"].is_string(), "{notice}");
-    }
-    say(&mut bob, "after").await;
-    assert_eq!(heard(&mut ann).await.message, "after");
-    assert_eq!(heard(&mut amy).await.message, "after");
+    let redis = std::cell::RefCell::new(redis);
+    an_outage_is_survived_and_announced(
+        &one,
+        &two,
+        || redis.borrow_mut().stop(),
+        || redis.borrow_mut().restart(),
+    )
+    .await;
 }

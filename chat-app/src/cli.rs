@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use clap::Parser;
+use switchboard::layer::PresenceConfig;
 use switchboard::middleware::AllowedOrigins;
 
 use crate::limits::LimitFlags;
@@ -26,14 +27,34 @@ pub struct Cli {
     #[arg(short = 'p', long)]
     pub port: Option<u16>,
 
-    /// Channel layer: Redis URL(s) `redis://HOST:PORT[/DB]`, repeated or comma-separated; several
-    /// servers shard rooms between them. Without it, the in-memory layer serves one process.
+    /// Channel layer: Redis URL(s) `redis://HOST:PORT[/DB]`, repeated or comma-separated (several
+    /// servers shard rooms between them), `redis+cluster://HOST:PORT[,HOST:PORT...]` (a Redis
+    /// Cluster), `nats://HOST:PORT` (no room history there), or
+    /// `channels-redis://HOST:PORT[/DB]?flavour=core|pubsub&prefix=asgi` to share groups with
+    /// Django Channels processes on channels_redis (no room history there). Without it, the
+    /// in-memory layer serves one process.
     #[arg(long = "layer", env = "CHANNEL_LAYER_URL", value_delimiter = ',')]
     pub layers: Vec<String>,
 
-    /// Prefix of every Redis key and channel, so several applications can share one Redis.
+    /// Prefix of every Redis key and channel (NATS subject), so several applications can share
+    /// one Redis (NATS).
     #[arg(long, default_value = "switchboard")]
     pub layer_prefix: String,
+
+    /// The channel layer group of a room: `{room}` stands for the room name. The default is
+    /// the Channels tutorial's, so its consumer and the chat-app share rooms.
+    #[arg(long, default_value = "chat_{room}")]
+    pub group_format: String,
+
+    /// channels_redis' `symmetric_encryption_keys` for the channels-redis layer, comma-separated,
+    /// as in Django's settings (first encrypts, any decrypts). Prefer the environment variable.
+    #[arg(
+        long,
+        env = "CHANNELS_REDIS_SYMMETRIC_ENCRYPTION_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub symmetric_encryption_keys: Vec<String>,
 
     /// Keep no room history: nothing is stored, messages carry no position, joiners get no
     /// `chat.history` and `?since=` recovers nothing, as in the Channels tutorial's chat.
@@ -50,6 +71,25 @@ pub struct Cli {
     /// carry this TTL, renewed by every message).
     #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
     pub history_ttl_secs: u64,
+
+    /// Keep no presence: members are not tracked, and no `presence.state` or `presence.diff`
+    /// is sent.
+    #[arg(long)]
+    pub no_presence: bool,
+
+    /// How often, at most, a room's presence changes go out (to the other processes, and as
+    /// one `presence.diff` to its members), in milliseconds.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub presence_interval_ms: u64,
+
+    /// How often this process tells the others sharing its layer that it is alive, in seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub presence_heartbeat_secs: u64,
+
+    /// A process not heard from for this many seconds is gone: its members leave every room's
+    /// presence. Keep it above twice the heartbeat.
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub presence_timeout_secs: u64,
 
     /// Log filter: error, warn, info, debug, trace, or a tracing directive list.
     /// RUST_LOG, when set, wins.
@@ -106,6 +146,14 @@ impl Cli {
     /// How long a room's history lives after its last message (`--history-ttl-secs`).
     pub fn history_ttl(&self) -> Duration {
         Duration::from_secs(self.history_ttl_secs)
+    }
+
+    /// How presence is kept (`--presence-*`).
+    pub fn presence(&self) -> PresenceConfig {
+        PresenceConfig::default()
+            .interval(Duration::from_millis(self.presence_interval_ms))
+            .heartbeat(Duration::from_secs(self.presence_heartbeat_secs))
+            .timeout(Duration::from_secs(self.presence_timeout_secs))
     }
 
     /// Bytes all rooms' history may hold in this process (`--history-budget-mib`).
@@ -187,6 +235,32 @@ mod tests {
         ] {
             let args = std::iter::once("chat-app").chain(bad);
             assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn presence_has_defaults_and_flags() {
+        let cli = parse(&[]);
+        assert!(!cli.no_presence);
+        assert_eq!(cli.presence(), PresenceConfig::default());
+        let cli = parse(&[
+            "--presence-interval-ms",
+            "50",
+            "--presence-heartbeat-secs",
+            "1",
+            "--presence-timeout-secs",
+            "3",
+        ]);
+        let presence = cli.presence();
+        assert_eq!(presence.interval, Duration::from_millis(50));
+        assert_eq!(presence.heartbeat, Duration::from_secs(1));
+        assert_eq!(presence.timeout, Duration::from_secs(3));
+        for bad in [
+            ["--presence-interval-ms", "0"],
+            ["--presence-heartbeat-secs", "0"],
+            ["--presence-timeout-secs", "-1"],
+        ] {
+            assert!(Cli::try_parse_from(std::iter::once("chat-app").chain(bad)).is_err());
         }
     }
 

@@ -2,10 +2,10 @@
 
 use rand::Rng;
 use switchboard::consumer::LogJoin;
-use switchboard::layer::{Envelope, Position, PositionError};
+use switchboard::layer::{Envelope, Position, PositionError, PresenceEntry};
 use switchboard::prelude::*;
 
-use crate::rooms::{check_message, group_of};
+use crate::rooms::check_message;
 use crate::state::AppState;
 
 /// What a client sends: `{"message": "<text>"}`.
@@ -38,7 +38,9 @@ pub enum ChatEvent {
 /// The room member: joins `chat_<room>` before the handshake answers, so a message sent right
 /// after connecting reaches everyone; reads the room's log in the same step, so that it gets
 /// either what it missed since `?since=EPOCH:OFFSET` or the room's history, and then the live
-/// messages, none twice and none missing.
+/// messages, none twice and none missing. It is tracked in the room's presence under its
+/// display name and watches it: after the history it gets `presence.state`, then
+/// `presence.diff` as others come and go.
 pub struct ChatConsumer {
     room: String,
     group: String,
@@ -88,6 +90,24 @@ impl ChatConsumer {
     }
 }
 
+impl ChatConsumer {
+    /// Tracks the member in its room's presence and watches it; the state comes after
+    /// whatever `connect` sends. A layer that cannot track (Redis down) is logged and the member
+    /// joins without presence.
+    async fn show_up(&mut self, ws: &mut Websocket) {
+        let tracked = match ws
+            .presence_track(&self.group, &self.display_name, &())
+            .await
+        {
+            Ok(()) => ws.presence_watch(&self.group).await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = tracked {
+            tracing::warn!(room = %self.room, error = %err, "presence unavailable: joining without it");
+        }
+    }
+}
+
 /// How a member joined its room.
 enum Joined {
     /// Without reading the log (`--no-history`, no `since`).
@@ -104,6 +124,52 @@ enum Joined {
 /// A guest name that stays the same for the whole connection.
 fn guest_name() -> String {
     format!("guest-{:04}", rand::rng().random_range(0..10_000))
+}
+
+/// One member as the protocol shows it: `{"user": "amy", "connections": 2}`.
+#[derive(Serialize)]
+struct Member<'a> {
+    user: &'a str,
+    connections: usize,
+}
+
+#[derive(Serialize)]
+struct Leaver<'a> {
+    user: &'a str,
+}
+
+fn members(entries: &[PresenceEntry]) -> Vec<Member<'_>> {
+    entries
+        .iter()
+        .map(|entry| Member {
+            user: &entry.key,
+            connections: entry.metas.len(),
+        })
+        .collect()
+}
+
+/// `presence.state` and `presence.diff` as the chat protocol (v2) writes them.
+fn presence_json(event: &PresenceEvent) -> Result<String> {
+    let json = match event {
+        PresenceEvent::State { entries, .. } => serde_json::to_string(&serde_json::json!({
+            "type": "presence.state",
+            "members": members(entries),
+        })),
+        PresenceEvent::Diff { joins, leaves, .. } => {
+            let leaves: Vec<Leaver<'_>> = leaves.iter().map(|user| Leaver { user }).collect();
+            serde_json::to_string(&serde_json::json!({
+                "type": "presence.diff",
+                "joins": members(joins),
+                "leaves": leaves,
+            }))
+        }
+        _ => {
+            return Err(Error::custom(
+                "a presence event this chat-app does not know",
+            ));
+        }
+    };
+    Ok(json?)
 }
 
 /// The `since` of the query string: `None` when absent, an error when malformed.
@@ -133,7 +199,7 @@ impl JsonWebsocketConsumer for ChatConsumer {
 
     async fn connect(&mut self, ws: &mut Websocket) -> Result<()> {
         self.room = ws.scope().kwarg("room_name")?.to_owned();
-        self.group = group_of(&self.room);
+        self.group = self.state.group_format.group(&self.room);
         self.display_name = match ws.scope().user.username() {
             Some(name) => name.to_owned(),
             None => guest_name(),
@@ -144,6 +210,9 @@ impl JsonWebsocketConsumer for ChatConsumer {
         let joined = self
             .join(ws, since.as_ref().ok().and_then(Option::as_ref))
             .await?;
+        if self.state.presence {
+            self.show_up(ws).await;
+        }
         ws.accept().await?;
         if let Err(err) = &since {
             let error = format!("invalid since: {err}");
@@ -195,6 +264,12 @@ impl JsonWebsocketConsumer for ChatConsumer {
         ws.forward(&event).await
     }
 
+    /// Tells the member who is online, encoded once per event for every member of the room in
+    /// this process.
+    async fn presence(&mut self, ws: &mut Websocket, event: Event<PresenceEvent>) -> Result<()> {
+        ws.forward_presence(&event, presence_json).await
+    }
+
     /// Tells the page that messages from other processes may be missing, so it can say so (and
     /// reconnect with its last position to recover them).
     async fn layer_status(&mut self, ws: &mut Websocket, status: LayerStatus) -> Result<()> {
@@ -242,6 +317,41 @@ mod tests {
         assert_eq!(
             history_event(&[]),
             r#"{"type":"chat.history","messages":[]}"#
+        );
+    }
+
+    #[test]
+    fn presence_encodes_as_the_protocol_says() {
+        let entry = |key: &str, tabs: usize| PresenceEntry {
+            key: key.into(),
+            metas: vec![serde_json::Value::Null; tabs],
+        };
+        let state: serde_json::Value = serde_json::from_str(
+            &presence_json(&PresenceEvent::State {
+                group: "chat_a".into(),
+                entries: vec![entry("amy", 2), entry("bob", 1)],
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            state,
+            serde_json::json!({"type": "presence.state", "members": [
+                {"user": "amy", "connections": 2}, {"user": "bob", "connections": 1}]})
+        );
+        let diff: serde_json::Value = serde_json::from_str(
+            &presence_json(&PresenceEvent::Diff {
+                group: "chat_a".into(),
+                joins: vec![entry("cat", 1)],
+                leaves: vec!["bob".into()],
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            diff,
+            serde_json::json!({"type": "presence.diff",
+                "joins": [{"user": "cat", "connections": 1}], "leaves": [{"user": "bob"}]})
         );
     }
 

@@ -77,7 +77,8 @@ impl<'de> Deserialize<'de> for ChatInput {
     }
 }
 
-/// `{"type": "chat.message", "message": …, "user": …}`; any other type is refused. The tag is
+/// `{"type": "chat.message", "message": …, "user": …}` (`user` may be missing, as in the events
+/// of the Channels tutorial's consumer); any other type is refused. The tag is
 /// a field of a plain struct, which serde reads in place (only internally tagged enums buffer).
 impl<'de> Deserialize<'de> for ChatEvent {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ChatEvent, D::Error> {
@@ -86,6 +87,8 @@ impl<'de> Deserialize<'de> for ChatEvent {
             #[serde(rename = "type")]
             _type: ChatEventType,
             message: String,
+            // The Channels tutorial's events carry no user: a Django process' message has none.
+            #[serde(default)]
             user: String,
         }
         let Fields { message, user, .. } = Fields::deserialize(deserializer)?;
@@ -136,10 +139,14 @@ mod tests {
         assert_eq!((message.as_str(), user.as_str()), ("hi \"there\"", "ann"));
         let reordered = r#"{"user":"bo","extra":1,"message":"m","type":"chat.message"}"#;
         assert!(serde_json::from_str::<ChatEvent>(reordered).is_ok());
+        let from_django = r#"{"type":"chat.message","message":"hi"}"#;
+        let ChatEvent::ChatMessage { message, user } = serde_json::from_str(from_django).unwrap();
+        assert_eq!((message.as_str(), user.as_str()), ("hi", ""));
         for bad in [
             r#"{"type":"chat.other","message":"m","user":"u"}"#,
             r#"{"message":"m","user":"u"}"#,
             r#"{"type":"chat.message","user":"u"}"#,
+            r#"{"type":"chat.message","message":5}"#,
             r#"[1]"#,
         ] {
             assert!(serde_json::from_str::<ChatEvent>(bad).is_err(), "{bad}");

@@ -4,14 +4,14 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use chat_app::backend::{Backend, layer_from_url};
 use chat_app::cli::Cli;
+use chat_app::group_format::GroupFormat;
 use chat_app::rooms;
 use chat_app::routing::{self, Security};
 use chat_app::state::AppState;
 use clap::Parser;
-use switchboard::layer::{
-    InMemoryChannelLayer, LayerConfig, RedisChannelLayer, RedisConfig, SharedLayer,
-};
+use switchboard::layer::LayerConfig;
 use switchboard::middleware::{RedisSessionStore, SessionConfig, SessionKey};
 use switchboard::server::Server;
 use tracing_subscriber::EnvFilter;
@@ -40,35 +40,35 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), String> {
     // Before anything connects, so a typo is reported at once.
     let config = cli.limits.server_config()?;
-    let layer_config = if cli.no_history {
+    let group_format = GroupFormat::parse(&cli.group_format)?;
+    let limits = if cli.no_history {
         LayerConfig::default()
     } else {
-        rooms::layer_config(cli.history_ttl(), cli.history_budget())
-    };
-    let layer: SharedLayer = if cli.layers.is_empty() {
-        Arc::new(InMemoryChannelLayer::with_config(layer_config))
-    } else {
-        let config = RedisConfig::new(cli.layers.clone())
-            .prefix(cli.layer_prefix.clone())
-            .layer(layer_config);
-        let layer = RedisChannelLayer::connect(config)
-            .await
-            .map_err(|err| err.to_string())?;
-        Arc::new(layer)
-    };
+        rooms::layer_config_for(cli.history_ttl(), cli.history_budget(), &group_format)
+    }
+    .presence(cli.presence());
+    let Backend {
+        layer,
+        history,
+        sessions: session_store,
+    } = layer_from_url(
+        &cli.layers,
+        &cli.layer_prefix,
+        limits,
+        &cli.symmetric_encryption_keys,
+    )
+    .await?;
     let state = AppState {
-        history_limit: if cli.no_history {
-            0
-        } else {
-            rooms::HISTORY_LIMIT
-        },
+        history_limit: if history { rooms::HISTORY_LIMIT } else { 0 },
+        presence: !cli.no_presence,
+        group_format: Arc::new(group_format),
     };
 
     // Flags first, so a typo is reported before anything connects.
     let security = Security {
         origins: cli.origins()?,
         api_tokens: cli.api_tokens()?,
-        sessions: sessions(&cli).await?,
+        sessions: sessions(&cli, session_store.as_deref()).await?,
     };
     let address = cli.address();
     let server = Server::bind(&address)
@@ -84,9 +84,10 @@ async fn run(cli: Cli) -> Result<(), String> {
         .map_err(|err| err.to_string())
 }
 
-/// Sessions signed with `SESSION_SECRET` (or a random key, with a warning), kept in Redis with
-/// `--layer` (on the first server) so every process reads them, else in memory.
-async fn sessions(cli: &Cli) -> Result<SessionConfig, String> {
+/// Sessions signed with `SESSION_SECRET` (or a random key, with a warning), kept in the Redis
+/// that `--layer` names (on the first server, or the cluster) so every process reads them, else
+/// in memory.
+async fn sessions(cli: &Cli, store: Option<&str>) -> Result<SessionConfig, String> {
     let key = match std::env::var("SESSION_SECRET") {
         Ok(secret) => {
             SessionKey::from_secret(secret).map_err(|err| format!("SESSION_SECRET: {err}"))?
@@ -106,9 +107,9 @@ async fn sessions(cli: &Cli) -> Result<SessionConfig, String> {
         Err(err) => return Err(format!("SESSION_SECRET: {err}")),
     };
     let sessions = SessionConfig::new(key).secure(cli.secure_cookies);
-    match cli.layers.first() {
+    match store {
         None => Ok(sessions),
-        Some(first) => RedisSessionStore::connect(first, &cli.layer_prefix)
+        Some(url) => RedisSessionStore::connect(url, &cli.layer_prefix)
             .await
             .map(|store| sessions.store(store))
             .map_err(|err| err.to_string()),

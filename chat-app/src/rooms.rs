@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use switchboard::layer::{LayerConfig, LogConfig};
 
+use crate::group_format::GroupFormat;
+
 /// Longest accepted message, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 4096;
 
@@ -25,13 +27,18 @@ pub const DEFAULT_HISTORY_BUDGET: usize = 256 << 20;
 /// group, kept `ttl` after the room's last message, all rooms within `budget` bytes (in memory;
 /// on Redis the keys expire after `ttl`).
 pub fn layer_config(ttl: Duration, budget: usize) -> LayerConfig {
+    layer_config_for(ttl, budget, &GroupFormat::default())
+}
+
+/// [`layer_config`] for rooms whose groups `format` names (`--group-format`).
+pub fn layer_config_for(ttl: Duration, budget: usize, format: &GroupFormat) -> LayerConfig {
     LayerConfig::default()
-        .group_log(format!("{GROUP_PREFIX}*"), LogConfig::new(LOG_SIZE, ttl))
+        .group_log(format.pattern(), LogConfig::new(LOG_SIZE, ttl))
         .log_budget(budget)
 }
 
-/// What every room's group name starts with.
-const GROUP_PREFIX: &str = "chat_";
+/// What every room's group name starts with by default.
+pub(crate) const GROUP_PREFIX: &str = "chat_";
 
 /// Whether `name` is a room name: `[A-Za-z0-9_-]{1,64}`.
 pub fn is_room_name(name: &str) -> bool {

@@ -37,10 +37,10 @@ impl Default for Security {
 
 /// WebSocket routes (Channels' `websocket_urlpatterns`).
 pub fn websocket_urlpatterns(state: &AppState) -> URLRouter {
-    let state = *state;
+    let state = state.clone();
     URLRouter::new().converter("room", is_room_name).route(
         "/ws/chat/{room_name:room}/",
-        ConsumerApp::new(move || ChatConsumer::new(state)),
+        ConsumerApp::new(move || ChatConsumer::new(state.clone())),
     )
 }
 

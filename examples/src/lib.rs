@@ -11,6 +11,8 @@
 //! | [`room_chat`] | 000, "聊天室" (and 001) | `cargo run -p examples --example room_chat` |
 //! | [`welcome`] | 002 and 001 | `cargo run -p examples --example welcome` |
 //! | [`json_chat`] | 002, "通道层 channel layer" | `cargo run -p examples --example json_chat` |
+//! | [`with_axum`] | [`room_chat`] inside axum | `cargo run -p examples --example switchboard_in_axum` |
+//! | [`with_axum`] | axum views inside switchboard | `cargo run -p examples --example axum_in_switchboard` |
 //!
 //! Every example takes `--bind ADDR` (default `127.0.0.1:8000`) and logs at `info` unless
 //! `RUST_LOG` says otherwise. Talk to them with [websocat](https://github.com/vi/websocat),
@@ -33,6 +35,7 @@ pub mod group_broadcast;
 pub mod json_chat;
 pub mod room_chat;
 pub mod welcome;
+pub mod with_axum;
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -65,6 +68,14 @@ struct Cli {
 /// }
 /// ```
 pub async fn run(app: impl Application, paths: &[&str]) -> Result<()> {
+    let cli = init();
+    let server = Server::bind(cli.bind.as_str()).await?;
+    print_urls(server.local_addr()?, paths);
+    server.serve(app).await
+}
+
+/// Parses the command line and sets up logging from `RUST_LOG` (default `info`).
+fn init() -> Cli {
     let cli = Cli::parse();
     // A second subscriber (a test harness that set its own) is not worth failing over.
     let _ = tracing_subscriber::fmt()
@@ -74,15 +85,17 @@ pub async fn run(app: impl Application, paths: &[&str]) -> Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+    cli
+}
 
-    let server = Server::bind(cli.bind.as_str()).await?;
-    let addr = printable(server.local_addr()?);
+/// Prints where the server listens and the WebSocket URLs of `paths`.
+fn print_urls(addr: SocketAddr, paths: &[&str]) {
+    let addr = printable(addr);
     println!("listening on {addr}; try:");
     for path in paths {
         println!("    websocat ws://{addr}{path}");
     }
     println!("Ctrl-C stops the server.");
-    server.serve(app).await
 }
 
 /// A wildcard bind address is not something a client can dial; show loopback instead.

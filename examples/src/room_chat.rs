@@ -48,6 +48,12 @@ pub enum RoomEvent {
     },
 }
 
+/// The channel-layer group of `room`. A prefix keeps room groups apart from any other group
+/// the process may use.
+pub fn group(room: &str) -> String {
+    format!("room_{room}")
+}
+
 /// One member of one room.
 #[derive(Debug, Default)]
 pub struct RoomChatConsumer {
@@ -59,8 +65,7 @@ impl WebsocketConsumer for RoomChatConsumer {
     type Event = RoomEvent;
 
     async fn connect(&mut self, ws: &mut Websocket) -> Result<()> {
-        // A prefix keeps room groups apart from any other group the process may use.
-        self.group = format!("room_{}", ws.scope().kwarg("group_id")?);
+        self.group = group(ws.scope().kwarg("group_id")?);
         ws.group_add(&self.group).await?;
         ws.accept().await
     }

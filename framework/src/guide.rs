@@ -13,7 +13,7 @@ pub mod testing {}
 #[doc = include_str!("../../docs/workers.md")]
 pub mod workers {}
 
-#[cfg(feature = "redis")]
+#[cfg(all(feature = "redis", feature = "nats"))]
 #[doc = include_str!("../../docs/scaling.md")]
 pub mod scaling {}
 
@@ -22,6 +22,14 @@ pub mod security {}
 
 #[doc = include_str!("../../docs/migrating.md")]
 pub mod migrating {}
+
+#[cfg(feature = "channels-redis")]
+#[doc = include_str!("../../docs/channels-redis.md")]
+pub mod channels_redis {}
+
+#[cfg(feature = "axum")]
+#[doc = include_str!("../../docs/axum.md")]
+pub mod axum {}
 
 #[doc = include_str!("../../docs/performance.md")]
 pub mod performance {}

@@ -17,6 +17,9 @@
 //! | daphne | [`Server`](server::Server) |
 //! | `WebsocketCommunicator`, `HttpCommunicator`, `ApplicationCommunicator` | the same names in [`testing`] |
 //!
+//! With the crate feature `axum` (or `tower`), `switchboard::tower` mounts an application into
+//! an axum router as a tower service, and an axum router into an application.
+//!
 //! ## A room chat in one file
 //!
 //! ```no_run
@@ -79,6 +82,8 @@ pub mod routing;
 pub mod scope;
 pub mod server;
 pub mod testing;
+#[cfg(feature = "tower")]
+pub mod tower;
 pub mod transport;
 pub mod worker;
 
@@ -96,7 +101,9 @@ pub mod prelude {
         CloseCode, ConsumerApp, DecodeError, HttpRequest, JsonWebsocketConsumer, Message, NoEvent,
         Websocket, WebsocketConsumer, handler, response,
     };
-    pub use crate::layer::{ChannelLayer, Event, InMemoryChannelLayer, LayerStatus, SharedLayer};
+    pub use crate::layer::{
+        ChannelLayer, Event, InMemoryChannelLayer, LayerStatus, PresenceEvent, SharedLayer,
+    };
     pub use crate::middleware::{
         AllowedHostsOriginValidator, AllowedOrigins, AuthBackend, AuthMiddlewareStack,
         CookieMiddleware, OriginValidator, SessionConfig, SessionKey, SessionMiddleware, login,

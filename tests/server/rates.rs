@@ -30,9 +30,11 @@ async fn a_flood_gets_rate_limited_answers_then_1008_and_nothing_of_the_excess_i
         .iter()
         .filter(|t| serde_json::from_str::<Value>(t).unwrap() == rate_limited)
         .count();
-    assert_eq!(
-        errors, 5,
-        "one answer per excess frame until the close: {texts:?}"
+    // One answer per excess frame until the close: five, and one more for each second the
+    // flood lasted (the tolerance is earned back at five per five seconds).
+    assert!(
+        (5..20).contains(&errors),
+        "{errors} rate limited answers: {texts:?}"
     );
     let said = texts.len() - errors;
     // The burst of 20, and what the rate earned while the rest arrived (on a busy machine,

@@ -3,7 +3,10 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 pub mod chat;
+pub mod django;
+pub mod nats;
 pub mod redis;
+pub mod redis_cluster;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::{self, Utf8Bytes};
 use super::{CloseCode, Message};
 use crate::application::{HandshakeAnswer, WebsocketConnection};
 use crate::error::{Error, Result};
-use crate::layer::{Envelope, Event, Position, SharedLayer};
+use crate::layer::{Envelope, Event, Position, PresenceEvent, PresenceTracker, SharedLayer};
 use crate::scope::Scope;
 use crate::transport::Socket;
 
@@ -43,6 +43,9 @@ pub struct Websocket {
     pub(crate) state: State,
     pub(crate) groups: Vec<String>,
     pub(crate) unflushed: bool,
+    /// Whether the connection tracked or watched presence, and so has to be forgotten by the
+    /// layer's tracker when it ends.
+    pub(crate) presence: bool,
     /// What joining logged groups left to do; boxed, as most connections join none.
     pub(crate) log: Option<Box<LogJoins>>,
 }
@@ -108,6 +111,7 @@ impl Websocket {
             state: State::Connecting,
             groups: Vec::new(),
             unflushed: false,
+            presence: false,
             log: None,
         }
     }
@@ -342,6 +346,85 @@ impl Websocket {
         self.log
             .as_mut()
             .is_some_and(|joins| joins.already_read(envelope))
+    }
+
+    /// Tracks this connection's [presence](crate::layer::presence) in `group` under `key`
+    /// (usually the user), with `meta` (anything serializable, `()` for nothing). Several
+    /// connections tracked under one key are one entry with several metas: a user with three
+    /// tabs open is present once. Tracking again replaces the key and meta. Untracked
+    /// automatically when the connection ends, however it ends.
+    ///
+    /// ```
+    /// use switchboard::prelude::*;
+    ///
+    /// #[derive(Default)]
+    /// struct Room;
+    ///
+    /// impl WebsocketConsumer for Room {
+    ///     type Event = NoEvent;
+    ///
+    ///     async fn connect(&mut self, ws: &mut Websocket) -> Result<()> {
+    ///         let user = ws.scope().user.username().unwrap_or("guest").to_owned();
+    ///         ws.presence_track("chat_lobby", &user, &serde_json::json!({"device": "web"})).await?;
+    ///         ws.presence_watch("chat_lobby").await?;
+    ///         ws.accept().await
+    ///     }
+    ///
+    ///     async fn presence(&mut self, ws: &mut Websocket, event: Event<PresenceEvent>) -> Result<()> {
+    ///         ws.forward(&event).await // {"type": "presence.state", ...}, then "presence.diff"
+    ///     }
+    /// }
+    /// ```
+    pub async fn presence_track<M: Serialize + ?Sized>(
+        &mut self,
+        group: &str,
+        key: &str,
+        meta: &M,
+    ) -> Result<()> {
+        let meta = serde_json::to_value(meta)?;
+        let tracker = self.tracker()?;
+        tracker.track(group, &self.channel_name, key, meta).await?;
+        self.presence = true;
+        Ok(())
+    }
+
+    /// Stops tracking this connection in `group` (it keeps watching if it does).
+    pub async fn presence_untrack(&mut self, group: &str) -> Result<()> {
+        let tracker = self.tracker()?;
+        tracker.untrack(group, &self.channel_name).await
+    }
+
+    /// Watches `group`'s presence: within one interval
+    /// [`presence()`](super::WebsocketConsumer::presence) gets the whole state
+    /// ([`PresenceEvent::State`]), then a [`PresenceEvent::Diff`] (coalesced, at most one per
+    /// interval) whenever someone comes or goes. Stops when the connection ends.
+    pub async fn presence_watch(&mut self, group: &str) -> Result<()> {
+        let tracker = self.tracker()?;
+        tracker.watch(group, &self.channel_name).await?;
+        self.presence = true;
+        Ok(())
+    }
+
+    /// Sends a presence event to the client in the encoding `encode` makes of it, made once per
+    /// event: every member of the group that sends the same event in this process sends the
+    /// same bytes (a state of a thousand entries is encoded once, not once per member). Every
+    /// watcher of a process must use the same `encode`: the first one's text is kept.
+    pub async fn forward_presence(
+        &mut self,
+        event: &Event<PresenceEvent>,
+        encode: impl FnOnce(&PresenceEvent) -> Result<String>,
+    ) -> Result<()> {
+        let text = match event.envelope().presence_text(encode) {
+            Some(text) => text?,
+            None => event.envelope().text(),
+        };
+        self.send_text(text).await
+    }
+
+    fn tracker(&self) -> Result<&PresenceTracker> {
+        self.layer
+            .presence_tracker()
+            .ok_or_else(crate::layer::no_presence)
     }
 
     /// Leaves a group.

@@ -8,7 +8,7 @@ use serde_json::error::Category;
 use super::websocket::unhandled_event;
 use super::{CloseCode, Message, Websocket, WebsocketConsumer};
 use crate::error::Result;
-use crate::layer::{Event, LayerStatus};
+use crate::layer::{Event, LayerStatus, PresenceEvent};
 
 /// Why an incoming frame did not become a [`JsonWebsocketConsumer::Incoming`] value.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +124,15 @@ pub trait JsonWebsocketConsumer: Send + Sized + 'static {
         }
     }
 
+    /// As [`WebsocketConsumer::presence`]. The default ignores it.
+    fn presence(
+        &mut self,
+        _ws: &mut Websocket,
+        _event: Event<PresenceEvent>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
     /// The channel layer lost or regained its backend (Redis): Channels' `layer.disconnected`
     /// and `layer.reconnected`. While disconnected, only members in this process hear each
     /// other; after a reconnection, messages sent meanwhile may be missing, so this is the
@@ -180,6 +189,10 @@ impl<T: JsonWebsocketConsumer> WebsocketConsumer for T {
         event: Event<<T as JsonWebsocketConsumer>::Event>,
     ) -> Result<()> {
         JsonWebsocketConsumer::event(self, ws, event).await
+    }
+
+    async fn presence(&mut self, ws: &mut Websocket, event: Event<PresenceEvent>) -> Result<()> {
+        JsonWebsocketConsumer::presence(self, ws, event).await
     }
 
     async fn layer_status(&mut self, ws: &mut Websocket, status: LayerStatus) -> Result<()> {

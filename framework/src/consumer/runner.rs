@@ -158,6 +158,7 @@ async fn finish<C: WebsocketConsumer>(mut consumer: C, ws: &mut Websocket, code:
         tracing::error!(path = %ws.scope().path, error = %err, "disconnect() failed");
     }
     leave_groups(ws).await;
+    forget_presence(ws);
     if matches!(ws.state, State::Open | State::Closed(_)) {
         tracing::info!(target: "switchboard::access", path = %ws.scope().path, code = u16::from(code), "websocket disconnected");
     }
@@ -399,6 +400,11 @@ async fn on_event<C: WebsocketConsumer>(
     ws: &mut Websocket,
     envelope: Arc<Envelope>,
 ) -> Result<()> {
+    if let Some(presence) = envelope.presence_event() {
+        let event = Event::new(Arc::clone(presence), envelope);
+        // Boxed: rarer than messages, and inline its state would be in every connection's task.
+        return Box::pin(consumer.presence(ws, event)).await;
+    }
     match envelope.decode::<C::Event>() {
         Ok(value) => consumer.event(ws, Event::new(value, envelope)).await,
         Err(err) => {
@@ -519,6 +525,15 @@ async fn finish_close(ws: &mut Websocket) {
     })
     .await;
     let _ = transport.close().await;
+}
+
+/// Untracks the connection everywhere and ends its watching.
+fn forget_presence(ws: &Websocket) {
+    if ws.presence
+        && let Some(tracker) = ws.channel_layer().presence_tracker()
+    {
+        tracker.forget(ws.channel_name());
+    }
 }
 
 async fn leave_groups(ws: &mut Websocket) {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CloseCode, ConsumerApp, Message, Websocket};
 use crate::error::Result;
-use crate::layer::{Event, LayerStatus};
+use crate::layer::{Event, LayerStatus, PresenceEvent};
 
 /// One WebSocket connection's logic (Channels' `WebsocketConsumer`).
 ///
@@ -22,8 +22,10 @@ use crate::layer::{Event, LayerStatus};
 /// * [`event`](Self::event) gets each message sent to this consumer's channel or its groups
 ///   through the channel layer, decoded as [`Self::Event`](Self::Event). A message that does not
 ///   decode (an unknown `"type"`) is logged and dropped, never a crash.
+/// * [`presence`](Self::presence) gets the presence of the groups it
+///   [watches](Websocket::presence_watch): the whole state, then diffs.
 /// * [`disconnect`](Self::disconnect) runs exactly once after `connect`, however the
-///   connection ends; groups are left after it.
+///   connection ends; groups are left and presence untracked after it.
 ///
 /// An `Err` from a handler is logged and closes the connection with 1011 (or refuses the
 /// handshake with 500 if it was not accepted yet). To stop on purpose, call
@@ -114,6 +116,20 @@ pub trait WebsocketConsumer: Send + Sized + 'static {
             unhandled_event::<Self, _>(&event);
             Ok(())
         }
+    }
+
+    /// The [presence](crate::layer::presence) of a group this consumer
+    /// [watches](Websocket::presence_watch) changed: first the whole state
+    /// ([`PresenceEvent::State`]), then what joined and left ([`PresenceEvent::Diff`]).
+    /// [`ws.forward(&event)`](Websocket::forward) sends it to the client as the framework
+    /// encodes it, [`ws.forward_presence`](Websocket::forward_presence) in an encoding of your
+    /// own. The default ignores it.
+    fn presence(
+        &mut self,
+        _ws: &mut Websocket,
+        _event: Event<PresenceEvent>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
     }
 
     /// The channel layer lost or regained its backend (Redis): Channels' `layer.disconnected`

@@ -11,14 +11,31 @@ use serde::de::DeserializeOwned;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::log::Position;
+use super::presence::PresenceEvent;
 use crate::error::Result;
 
 type Decoded = (TypeId, Option<Arc<dyn Any + Send + Sync>>);
+
+/// What a few messages carry beyond their JSON; plain group messages carry nothing.
+enum Annex {
+    /// Sent to a logged group: where it stands in the log.
+    Logged(Logged),
+    /// A presence event for a consumer's `presence()` handler (see
+    /// [`presence`](super::presence)).
+    Presence(Presence),
+}
 
 /// Where a message sent to a logged group stands in its log.
 struct Logged {
     position: Position,
     /// The JSON with the position's keys added, made the first time a member forwards it.
+    text: OnceLock<Utf8Bytes>,
+}
+
+/// A presence event, shared by every watcher it is handed to.
+struct Presence {
+    event: Arc<PresenceEvent>,
+    /// The event as the watchers' clients see it, made by the first watcher that asks.
     text: OnceLock<Utf8Bytes>,
 }
 
@@ -32,8 +49,9 @@ pub struct Envelope {
     text: Utf8Bytes,
     created: Instant,
     decoded: OnceLock<Decoded>,
-    /// Boxed: most messages go to groups without a log, and a pointer is all they pay.
-    logged: Option<Box<Logged>>,
+    /// Boxed: most messages go to groups without a log and are no presence event, and a
+    /// pointer is all they pay (and one test in a consumer's loop).
+    annex: Option<Box<Annex>>,
 }
 
 impl Envelope {
@@ -72,7 +90,7 @@ impl Envelope {
             text: text.into(),
             created: Instant::now(),
             decoded: OnceLock::from((TypeId::of::<T>(), Some(value))),
-            logged: None,
+            annex: None,
         }))
     }
 
@@ -82,7 +100,7 @@ impl Envelope {
             text: text.into(),
             created: Instant::now(),
             decoded: OnceLock::new(),
-            logged: None,
+            annex: None,
         })
     }
 
@@ -92,10 +110,10 @@ impl Envelope {
             text: text.into(),
             created: Instant::now(),
             decoded: OnceLock::new(),
-            logged: Some(Box::new(Logged {
+            annex: Some(Box::new(Annex::Logged(Logged {
                 position,
                 text: OnceLock::new(),
-            })),
+            }))),
         })
     }
 
@@ -106,11 +124,54 @@ impl Envelope {
             text: self.text.clone(),
             created: self.created,
             decoded: self.decoded.clone(),
-            logged: Some(Box::new(Logged {
+            annex: Some(Box::new(Annex::Logged(Logged {
                 position,
                 text: OnceLock::new(),
-            })),
+            }))),
         })
+    }
+
+    /// A presence event for the consumers watching its group; its JSON is the event's own
+    /// encoding (`{"type": "presence.state", ...}`).
+    pub(crate) fn presence(event: PresenceEvent) -> Result<Arc<Envelope>> {
+        let text = serde_json::to_string(&event)?;
+        Ok(Arc::new(Envelope {
+            text: text.into(),
+            created: Instant::now(),
+            decoded: OnceLock::new(),
+            annex: Some(Box::new(Annex::Presence(Presence {
+                event: Arc::new(event),
+                text: OnceLock::new(),
+            }))),
+        }))
+    }
+
+    /// The presence event this envelope carries, if it is one.
+    pub fn presence_event(&self) -> Option<&Arc<PresenceEvent>> {
+        match self.annex.as_deref() {
+            Some(Annex::Presence(presence)) => Some(&presence.event),
+            _ => None,
+        }
+    }
+
+    /// The presence event's text for clients, made by `encode` the first time it is asked for
+    /// and shared by every later caller (see
+    /// [`Websocket::send_presence`](crate::consumer::Websocket::send_presence)). `None` for
+    /// an envelope that carries no presence event.
+    pub(crate) fn presence_text(
+        &self,
+        encode: impl FnOnce(&PresenceEvent) -> Result<String>,
+    ) -> Option<Result<Utf8Bytes>> {
+        let Some(Annex::Presence(presence)) = self.annex.as_deref() else {
+            return None;
+        };
+        if let Some(text) = presence.text.get() {
+            return Some(Ok(text.clone()));
+        }
+        Some(
+            encode(&presence.event)
+                .map(|text| presence.text.get_or_init(|| Utf8Bytes::from(text)).clone()),
+        )
     }
 
     /// The JSON text, as it was sent.
@@ -122,18 +183,21 @@ impl Envelope {
     /// frame: the JSON as it was sent, with `"epoch"` and `"offset"` added when the message has
     /// a [position](Self::position) (made once, shared by every member that forwards it).
     pub fn text(&self) -> Utf8Bytes {
-        match &self.logged {
-            None => self.text.clone(),
-            Some(logged) => logged
+        match self.annex.as_deref() {
+            Some(Annex::Logged(logged)) => logged
                 .text
                 .get_or_init(|| with_position(self.json(), &logged.position))
                 .clone(),
+            _ => self.text.clone(),
         }
     }
 
     /// The message's place in its group's log, when it was sent to a group that keeps one.
     pub fn position(&self) -> Option<&Position> {
-        self.logged.as_ref().map(|logged| &logged.position)
+        match self.annex.as_deref() {
+            Some(Annex::Logged(logged)) => Some(&logged.position),
+            _ => None,
+        }
     }
 
     /// When this envelope was made; layers drop messages older than their expiry.

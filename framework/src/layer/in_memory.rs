@@ -14,7 +14,11 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use super::log::memory::MemoryLogs;
 use super::log::{LogConfig, LogPatterns, LogSlice, Position};
 use super::names::validate_named_channel;
-use super::{ChannelLayer, ChannelReceiver, Envelope, validate_channel_name, validate_group_name};
+use super::presence::{PresenceConfig, PresenceTracker};
+use super::{
+    ChannelLayer, ChannelReceiver, Envelope, SharedLayer, validate_channel_name,
+    validate_group_name,
+};
 use crate::error::{Error, Result};
 
 /// Limits of a channel layer, with Channels' defaults.
@@ -45,6 +49,9 @@ pub struct LayerConfig {
     /// The groups that keep a log, and the budget of all logs together; see
     /// [`LayerConfig::group_log`]. None by default.
     pub logs: LogPatterns,
+    /// How [presence](super::presence) is kept: how often changes go out, heartbeats, when a
+    /// silent process is gone.
+    pub presence: PresenceConfig,
 }
 
 impl Default for LayerConfig {
@@ -55,6 +62,7 @@ impl Default for LayerConfig {
             group_expiry: Duration::from_secs(86_400),
             channel_capacity: Vec::new(),
             logs: LogPatterns::default(),
+            presence: PresenceConfig::default(),
         }
     }
 }
@@ -114,6 +122,12 @@ impl LayerConfig {
     /// logs live in Redis, bounded by their size and time to live.
     pub fn log_budget(mut self, bytes: usize) -> Self {
         self.logs.budget = bytes;
+        self
+    }
+
+    /// Sets [`LayerConfig::presence`].
+    pub fn presence(mut self, presence: PresenceConfig) -> Self {
+        self.presence = presence;
         self
     }
 
@@ -253,8 +267,12 @@ impl State {
 struct Inner {
     config: LayerConfig,
     process: String,
+    /// What channel names start with: `specific.` (`{prefix}specific.` on channels_redis'
+    /// pub/sub layer, whose names carry its prefix).
+    channel_prefix: String,
     next_channel: AtomicU64,
     state: Mutex<State>,
+    presence: PresenceTracker,
 }
 
 impl Inner {
@@ -288,15 +306,41 @@ impl InMemoryChannelLayer {
 
     /// A layer with the given limits.
     pub fn with_config(config: LayerConfig) -> InMemoryChannelLayer {
+        InMemoryChannelLayer::with_channel_prefix(config, "specific.")
+    }
+
+    /// A layer whose channel names are `{channel_prefix}{process}!{n}`.
+    fn with_channel_prefix(config: LayerConfig, channel_prefix: &str) -> InMemoryChannelLayer {
         let state = Mutex::new(State::new(&config));
-        InMemoryChannelLayer {
-            inner: Arc::new(Inner {
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
+            let weak = weak.clone();
+            let presence = PresenceTracker::new(config.presence.clone(), move || {
+                let inner = weak.upgrade()?;
+                Some(Arc::new(InMemoryChannelLayer { inner }) as SharedLayer)
+            });
+            Inner {
                 config,
                 process: Alphanumeric.sample_string(&mut rand::rng(), 12),
+                channel_prefix: channel_prefix.to_owned(),
                 next_channel: AtomicU64::new(0),
                 state,
-            }),
-        }
+                presence,
+            }
+        });
+        InMemoryChannelLayer { inner }
+    }
+
+    /// The local members of a layer shared by several processes (Redis, NATS, …), with
+    /// `config`'s limits and channel names `{channel_prefix}{process}!{n}`, but no group logs: a
+    /// distributed layer keeps those in its backend (or keeps none), and numbering messages in
+    /// each process would give them positions that disagree between processes.
+    #[cfg_attr(
+        not(any(feature = "redis", feature = "nats", feature = "channels-redis")),
+        allow(dead_code)
+    )]
+    pub(crate) fn fan_out(mut config: LayerConfig, channel_prefix: &str) -> InMemoryChannelLayer {
+        config.logs.patterns.clear();
+        InMemoryChannelLayer::with_channel_prefix(config, channel_prefix)
     }
 
     /// The layer's limits.
@@ -336,7 +380,7 @@ impl InMemoryChannelLayer {
 
     fn new_channel_now(&self) -> ChannelReceiver {
         let n = self.inner.next_channel.fetch_add(1, Ordering::Relaxed);
-        let name = format!("specific.{}!{n}", self.inner.process);
+        let name = format!("{}{}!{n}", self.inner.channel_prefix, self.inner.process);
         let (tx, rx) = mpsc::channel(self.inner.config.capacity_of(&name));
         let dropped = DropCount::default();
         self.inner
@@ -550,6 +594,10 @@ impl ChannelLayer for InMemoryChannelLayer {
         recent: usize,
     ) -> BoxFuture<'a, Result<LogSlice>> {
         futures::future::ready(self.group_log_now(group, since, recent)).boxed()
+    }
+
+    fn presence_tracker(&self) -> Option<&PresenceTracker> {
+        Some(&self.inner.presence)
     }
 }
 

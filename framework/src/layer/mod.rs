@@ -19,10 +19,15 @@
 //! # }
 //! ```
 
+#[cfg(feature = "channels-redis")]
+pub mod channels_redis;
 mod envelope;
 mod in_memory;
 pub mod log;
 mod names;
+#[cfg(feature = "nats")]
+mod nats;
+pub mod presence;
 mod receiver;
 #[cfg(feature = "redis")]
 mod redis;
@@ -39,13 +44,20 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
+#[cfg(feature = "channels-redis")]
+pub use channels_redis::{ChannelsRedisConfig, Flavour};
 pub use envelope::{Envelope, Event};
 pub use in_memory::{InMemoryChannelLayer, LayerConfig};
 pub use log::{LogConfig, LogSlice, Position, PositionError};
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub(crate) use names::owner_process;
 pub use names::{MAX_NAME_LENGTH, validate_channel_name, validate_group_name};
+#[cfg(feature = "nats")]
+pub use nats::{NatsChannelLayer, NatsConfig};
+pub use presence::{PresenceConfig, PresenceEntry, PresenceEvent, PresenceTracker};
 pub use receiver::ChannelReceiver;
 #[cfg(feature = "redis")]
-pub use redis::{RedisChannelLayer, RedisConfig};
+pub use redis::{DEFAULT_PARTITIONS, RedisChannelLayer, RedisConfig, RedisTopology};
 
 use crate::error::Result;
 
@@ -100,11 +112,35 @@ pub trait ChannelLayer: Send + Sync + 'static {
         Box::pin(async { Ok(LogSlice::none()) })
     }
 
+    /// The layer's [presence](presence) tracker: who is in which group, across processes.
+    /// Every built-in layer has one; a layer without answers `None`, and presence calls on it
+    /// fail.
+    fn presence_tracker(&self) -> Option<&PresenceTracker> {
+        None
+    }
+
+    /// Who is in `group`: one entry per key (usually a user), each with every tracked
+    /// connection's meta, as [`PresenceTracker::list`] answers.
+    fn presence<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<Vec<PresenceEntry>>> {
+        match self.presence_tracker() {
+            Some(tracker) => Box::pin(tracker.list(group)),
+            None => Box::pin(async { Err(no_presence()) }),
+        }
+    }
+
     /// Follows the layer's connection to its backend, for layers that have one (Redis).
     /// `None` for layers that cannot lose it, such as the in-memory layer.
     fn status(&self) -> Option<watch::Receiver<LayerStatus>> {
         None
     }
+}
+
+/// What presence calls answer on a layer without a tracker.
+pub(crate) fn no_presence() -> crate::Error {
+    crate::Error::Layer(
+        "this channel layer keeps no presence: use a built-in layer, or give yours a PresenceTracker"
+            .into(),
+    )
 }
 
 /// The state of a layer's backend connection, as consumers are told about it

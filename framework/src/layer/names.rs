@@ -33,6 +33,16 @@ pub fn validate_group_name(name: &str) -> Result<()> {
     }
 }
 
+/// The process part of a `specific.<process>!<n>` channel name: where a distributed layer sends
+/// it. `None` for a named channel (`thumbnails`), which any process' worker may receive.
+#[cfg_attr(not(any(feature = "redis", feature = "nats")), allow(dead_code))]
+pub(crate) fn owner_process(channel: &str) -> Option<&str> {
+    channel
+        .strip_prefix("specific.")?
+        .split_once('!')
+        .map(|(process, _)| process)
+}
+
 /// Checks a channel name: as a group name, optionally followed by `!` and a process-local part
 /// (Channels' "specific" channel names such as `specific.abc!12`).
 ///
@@ -79,6 +89,13 @@ mod tests {
         for bad in ["", "a b", "a!b", "ä", "a/b", &"g".repeat(100)] {
             assert!(validate_group_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn owner_of_specific_names() {
+        assert_eq!(owner_process("specific.abc!3"), Some("abc"));
+        assert_eq!(owner_process("thumbnails"), None);
+        assert_eq!(owner_process("specific.abc"), None);
     }
 
     #[test]

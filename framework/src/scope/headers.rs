@@ -122,6 +122,17 @@ impl From<HeaderMap> for Headers {
     }
 }
 
+/// Every name and value, in arrival order (`collect()` them into a [`HeaderMap`] to hand a
+/// request on).
+impl IntoIterator for Headers {
+    type Item = (HeaderName, HeaderValue);
+    type IntoIter = std::vec::IntoIter<(HeaderName, HeaderValue)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
+    }
+}
+
 impl fmt::Debug for Headers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter()).finish()

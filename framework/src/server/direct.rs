@@ -79,7 +79,7 @@ pub(crate) async fn serve<A: Application>(
         Method::GET,
         request.target(&head),
         request.headers,
-        origin,
+        Some(origin),
         local,
     );
     // Frames the client sent right behind its head.
@@ -92,14 +92,14 @@ pub(crate) async fn serve<A: Application>(
     let config = websocket_config(&shared.config);
     let upgrade = async move {
         let stream = stream_rx.await.ok()?;
-        Some(tcp_socket(stream, behind, config, permit).await)
+        Some(tcp_socket(stream, behind, config, Some(permit)).await)
     }
     .boxed();
     let (conn, pending) = websocket_connection(shared, upgrade);
     // The application runs in this task until it has routed the connection (a consumer then
     // runs in a task of its own), next to the wait for its answer: no task just for that.
     let answered = async {
-        match pending.wait(origin.client).await {
+        match pending.wait(Some(origin.client)).await {
             Ok(accepted) => {
                 let answer = response_head(
                     StatusCode::SWITCHING_PROTOCOLS,

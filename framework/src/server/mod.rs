@@ -19,7 +19,8 @@ mod forwarded;
 mod handshake;
 mod head;
 mod http1;
-mod plumbing;
+pub(crate) mod plumbing;
+pub(crate) mod request;
 mod rewind;
 mod signal;
 

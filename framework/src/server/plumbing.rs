@@ -1,8 +1,9 @@
 //! What both ways of answering a connection share: the server's shared state, the scope of a
 //! request, the wait for a WebSocket handshake's answer, tungstenite's limits and the access log.
 //!
-//! The hyper path (`http1.rs`) and the direct handshake path (`direct.rs`) are leaves that
-//! import this module (and the handshake checks), never each other.
+//! The hyper path (`http1.rs`, answering through `request.rs`) and the direct handshake path
+//! (`direct.rs`) are leaves that import this module (and the handshake checks), never each
+//! other. The tower service (`crate::tower`) answers through `request.rs` too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -88,32 +89,32 @@ pub(crate) fn access_log(
     );
 }
 
-/// The scope of a request from a client at `origin`; `headers` are copies that the scope keeps
-/// for the connection's life.
+/// The scope of a request from a client at `origin` (when the server knows it); `headers` are
+/// copies that the scope keeps for the connection's life.
 pub(crate) fn scope_for(
     protocol: Protocol,
     method: Method,
     path_and_query: &str,
     headers: Headers,
-    origin: Origin,
+    origin: Option<Origin>,
     local: Option<SocketAddr>,
 ) -> Scope {
     let mut scope = Scope::new(protocol, path_and_query).with_headers(headers);
     scope.method = method;
-    scope.client = Some(origin.client);
-    scope.secure = origin.secure;
+    scope.client = origin.map(|origin| origin.client);
+    scope.secure = origin.is_some_and(|origin| origin.secure);
     scope.server = local;
     scope
 }
 
 /// tungstenite straight over one of this server's TCP connections, past its handshake;
 /// `read` holds what the client sent behind its request head, if anything was read already.
-/// The permit stays with the socket until it closes.
+/// The permit (this server's own connections have one) stays with the socket until it closes.
 pub(crate) async fn tcp_socket(
     stream: TcpStream,
     read: Vec<u8>,
     config: WebSocketConfig,
-    permit: Permit,
+    permit: Option<Permit>,
 ) -> Socket {
     let role = Role::Server;
     let transport = if read.is_empty() {
@@ -188,7 +189,7 @@ pub(crate) struct PendingAnswer {
 impl PendingAnswer {
     /// Waits up to the connect timeout for the answer: the 101's headers, or the refusal to
     /// send instead.
-    pub(crate) async fn wait(self, client: SocketAddr) -> Result<Accepted, HttpResponse> {
+    pub(crate) async fn wait(self, peer: Option<SocketAddr>) -> Result<Accepted, HttpResponse> {
         match tokio::time::timeout(self.timeout, self.answer).await {
             Ok(Ok(HandshakeAnswer::Accept {
                 subprotocol,
@@ -202,7 +203,10 @@ impl PendingAnswer {
             // before accept", a refusal.
             Ok(Err(_)) => Err(plain_response(StatusCode::FORBIDDEN)),
             Err(_) => {
-                tracing::warn!(%client, "connect() did not accept or deny within the connect timeout");
+                tracing::warn!(
+                    client = peer.map(tracing::field::display),
+                    "connect() did not accept or deny within the connect timeout"
+                );
                 // Not an abort: the consumer stops connect() and still runs disconnect().
                 if let Some(abandoned) = self.abandoned {
                     abandoned.cancel();

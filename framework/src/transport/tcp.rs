@@ -27,12 +27,13 @@ pub(crate) struct TcpTransport {
     inner: WebSocketStream<TcpStream>,
     /// tungstenite's last read found the socket empty.
     drained: bool,
-    /// The connection's place under the server's limits, given back when the socket closes.
-    _permit: Permit,
+    /// The connection's place under the server's limits, given back when the socket closes
+    /// (none for a connection another server accepted, through the tower service).
+    _permit: Option<Permit>,
 }
 
 impl TcpTransport {
-    pub(crate) fn new(inner: WebSocketStream<TcpStream>, permit: Permit) -> TcpTransport {
+    pub(crate) fn new(inner: WebSocketStream<TcpStream>, permit: Option<Permit>) -> TcpTransport {
         TcpTransport {
             inner,
             drained: false,

@@ -4,6 +4,7 @@
 //! * `fanout`  — R rooms × M members, S senders per room at a fixed open-loop rate;
 //! * `maxrate` — the highest deliveries/s with loss ≤ 0.1 % and p99 ≤ 100 ms, within a budget;
 //! * `idle`    — N idle connections: server memory per connection and handshakes/s;
+//! * `burst`   — N members join one room at once: presence events and server CPU;
 //! * `report`  — medians and ratios of the results `bench/run.sh` stored;
 //! * `median`  — the median of one figure over several result files (for scripts).
 //!
@@ -11,6 +12,7 @@
 //! single-threaded runtime, so counting needs no locks. Only loopback addresses are accepted,
 //! and every phase is bounded in time.
 
+mod burst;
 mod conn;
 mod fanout;
 mod idle;
@@ -48,6 +50,8 @@ enum Command {
     Maxrate(MaxrateArgs),
     /// Holds N idle connections: server RSS per connection, handshakes/s.
     Idle(IdleArgs),
+    /// N members join one room within a second: presence events per member, server CPU.
+    Burst(BurstArgs),
     /// Prints medians and ratios of the results stored in a directory by bench/run.sh.
     Report {
         /// Directory of `<scenario>__<role>__<server>__<repeat>.json` files.
@@ -192,6 +196,24 @@ struct IdleArgs {
     room_prefix: String,
 }
 
+#[derive(Debug, Args)]
+struct BurstArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Members joining.
+    #[arg(long, short = 'n', default_value_t = 1_000)]
+    members: usize,
+    /// Seconds over which the joins are spread evenly.
+    #[arg(long, default_value_t = 1.0)]
+    within: f64,
+    /// Seconds without a presence event after which the run is over.
+    #[arg(long, default_value_t = 2.0)]
+    settle: f64,
+    /// The room.
+    #[arg(long, default_value = "burst")]
+    room: String,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let load = match cli.command {
@@ -200,6 +222,7 @@ fn main() -> ExitCode {
         Command::Fanout(args) => Load::Fanout(args),
         Command::Maxrate(args) => Load::Maxrate(args),
         Command::Idle(args) => Load::Idle(args),
+        Command::Burst(args) => Load::Burst(args),
     };
     let result = run_load(load, cli.deadline);
     match result {
@@ -223,6 +246,7 @@ enum Load {
     Fanout(FanoutArgs),
     Maxrate(MaxrateArgs),
     Idle(IdleArgs),
+    Burst(BurstArgs),
 }
 
 fn run_load(load: Load, deadline: f64) -> Result<output::Output, String> {
@@ -259,6 +283,15 @@ fn run_load(load: Load, deadline: f64) -> Result<output::Output, String> {
                     room_prefix: args.room_prefix,
                 };
                 idle::run(&args.target, &idle).await
+            }
+            Load::Burst(args) => {
+                let burst = burst::BurstSpec {
+                    members: args.members,
+                    within: Duration::from_secs_f64(args.within.max(0.0)),
+                    settle: Duration::from_secs_f64(args.settle.max(0.1)),
+                    room: args.room,
+                };
+                burst::run(&args.target, &burst).await
             }
         }
     };

@@ -117,6 +117,30 @@ pub struct Idle {
     pub checkpoints: Vec<Checkpoint>,
 }
 
+/// The result of a join burst.
+#[derive(Debug, Clone, Serialize)]
+pub struct Burst {
+    pub members: usize,
+    pub failed: usize,
+    pub first_error: Option<String>,
+    /// Seconds from the first handshake started to the last one done.
+    pub joined_s: f64,
+    /// Seconds until presence was quiet again.
+    pub settled_s: f64,
+    /// `presence.state` events received, all members together.
+    pub states: u64,
+    /// `presence.diff` events received, all members together.
+    pub diffs: u64,
+    pub presence_bytes: u64,
+    pub max_diffs_per_member: u64,
+    pub mean_diffs_per_member: f64,
+    /// What one diff per join to every member already there would have been: N(N−1)/2.
+    pub uncoalesced_diffs: u64,
+    /// Server CPU seconds from the first handshake to the end, all server processes.
+    pub server_cpu_s: Option<f64>,
+    pub server_cpu_us_per_join: Option<f64>,
+}
+
 /// What a subcommand produced.
 #[derive(Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -124,6 +148,7 @@ pub enum Output {
     Fanout(Step),
     Maxrate(Maxrate),
     Idle(Idle),
+    Burst(Burst),
 }
 
 impl Output {
@@ -133,6 +158,7 @@ impl Output {
             Output::Fanout(step) => step.expected > 0 && step.misrouted == 0,
             Output::Maxrate(m) => m.best.is_some() && m.steps.iter().all(|s| s.misrouted == 0),
             Output::Idle(idle) => idle.connections > 0,
+            Output::Burst(burst) => burst.failed < burst.members,
         }
     }
 
@@ -228,6 +254,41 @@ impl Output {
                     let _ = writeln!(out, "  {name:<32} {value}");
                 }
                 if let Some(err) = &idle.first_error {
+                    let _ = writeln!(out, "  {:<32} {err}", "first error");
+                }
+            }
+            Output::Burst(b) => {
+                let rows: Vec<(&str, String)> = vec![
+                    (
+                        "members joined / failed",
+                        format!("{} / {}", b.members - b.failed, b.failed),
+                    ),
+                    (
+                        "joined in / settled at (s)",
+                        format!("{:.2} / {:.2}", b.joined_s, b.settled_s),
+                    ),
+                    ("presence.state received", b.states.to_string()),
+                    ("presence.diff received", b.diffs.to_string()),
+                    (
+                        "diffs per member mean / max",
+                        format!(
+                            "{:.1} / {}",
+                            b.mean_diffs_per_member, b.max_diffs_per_member
+                        ),
+                    ),
+                    (
+                        "one diff per join would be",
+                        b.uncoalesced_diffs.to_string(),
+                    ),
+                    ("presence bytes received", b.presence_bytes.to_string()),
+                    ("server CPU s", opt(b.server_cpu_s, 3)),
+                    ("server CPU us/join", opt(b.server_cpu_us_per_join, 0)),
+                ];
+                let _ = writeln!(out, "burst");
+                for (name, value) in rows {
+                    let _ = writeln!(out, "  {name:<32} {value}");
+                }
+                if let Some(err) = &b.first_error {
                     let _ = writeln!(out, "  {:<32} {err}", "first error");
                 }
             }

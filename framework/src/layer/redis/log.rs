@@ -15,8 +15,10 @@ use fred::types::Value;
 use crate::layer::{Envelope, LogSlice, Position};
 
 /// Appends a batch and publishes it with its positions. KEYS: the hash, the list. ARGV: an
-/// epoch to start if the log has none, the log's size, its TTL in seconds, the Redis channel to
-/// publish on, then the messages' JSON. Returns the new head offset.
+/// epoch to start if the log has none, the log's size, its TTL in seconds, the publish command
+/// (`PUBLISH`, or `SPUBLISH` on a cluster, where both keys are in the channel's slot), the
+/// channel, the payload's start (see `wire::logged_payload_head`), then the messages' JSON.
+/// Returns the new head offset.
 pub(super) const APPEND: &str = r#"
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -24,14 +26,14 @@ if not epoch then
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
 end
-local n = #ARGV - 4
+local n = #ARGV - 6
 local head = redis.call('HINCRBY', KEYS[1], 'offset', n)
-redis.call('RPUSH', KEYS[2], unpack(ARGV, 5))
+redis.call('RPUSH', KEYS[2], unpack(ARGV, 7))
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
-redis.call('PUBLISH', ARGV[4], '{"v":3,"epoch":"' .. epoch .. '","offset":' .. (head - n + 1)
-  .. ',"messages":[' .. table.concat(ARGV, ',', 5) .. ']}')
+redis.call(ARGV[4], ARGV[5], ARGV[6] .. '"epoch":"' .. epoch .. '","offset":' .. (head - n + 1)
+  .. ',"messages":[' .. table.concat(ARGV, ',', 7) .. ']}')
 return head
 "#;
 
@@ -58,19 +60,10 @@ end
 return {epoch, head, 0, redis.call('LRANGE', KEYS[2], from, -1)}
 "#;
 
-/// The keys of a group's log: its hash and its list.
-pub(super) fn keys(prefix: &str, group: &str) -> [String; 2] {
-    [
-        format!("{prefix}:log-head:{group}"),
-        format!("{prefix}:log:{group}"),
-    ]
-}
-
-/// Reads a group's log on `client`.
+/// Reads a group's log, whose keys are `keys` (its hash and its list), on `client`.
 pub(super) async fn read(
     client: &fred::clients::Client,
-    prefix: &str,
-    group: &str,
+    keys: [String; 2],
     since: Option<&Position>,
     recent: usize,
 ) -> Result<LogSlice, String> {
@@ -82,11 +75,7 @@ pub(super) async fn read(
     };
     let recent = recent.to_string();
     let value: Value = client
-        .eval(
-            READ,
-            keys(prefix, group).to_vec(),
-            vec![epoch, offset, recent],
-        )
+        .eval(READ, keys.to_vec(), vec![epoch, offset, recent])
         .await
         .map_err(|err| err.to_string())?;
     parse_read(value)

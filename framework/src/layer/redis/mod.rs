@@ -19,6 +19,7 @@
 mod log;
 mod pipeline;
 mod shard;
+mod topology;
 mod wire;
 
 use std::collections::{HashMap, VecDeque};
@@ -27,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fred::prelude::{ClientLike, EventInterface, ListInterface, PubsubInterface};
+use fred::prelude::{ClientLike, EventInterface, ListInterface};
 use fred::types::{Message as RedisMessage, Value};
 use futures::future::{BoxFuture, FutureExt};
 use tokio::sync::{Mutex, Notify, broadcast, mpsc, watch};
@@ -35,18 +36,24 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{
     ChannelLayer, ChannelReceiver, Envelope, InMemoryChannelLayer, LayerConfig, LayerStatus,
-    LogSlice, Position, validate_channel_name, validate_group_name,
+    LogSlice, Position, PresenceTracker, SharedLayer, owner_process, validate_channel_name,
+    validate_group_name,
 };
 use crate::error::{Error, Result};
 use crate::layer::log::LogPatterns;
 use crate::redis::RedisConnector;
 use pipeline::Outgoing;
+use topology::Naming;
+pub use topology::{DEFAULT_PARTITIONS, RedisTopology};
 
 /// How to reach Redis and how to name things there.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// One URL per Redis server (`redis://HOST:PORT/DB`); names are sharded across them.
+    /// One URL per Redis server (`redis://HOST:PORT/DB`); names are sharded across them. For
+    /// a cluster, its seed nodes as `HOST:PORT` (see [`RedisConfig::cluster`]).
     pub hosts: Vec<String>,
+    /// Servers, or one cluster.
+    pub topology: RedisTopology,
     /// Prefix of every Redis channel, so several applications can share one Redis.
     /// Default `switchboard`.
     pub prefix: String,
@@ -64,11 +71,70 @@ impl RedisConfig {
     pub fn new<S: Into<String>>(hosts: impl IntoIterator<Item = S>) -> RedisConfig {
         RedisConfig {
             hosts: hosts.into_iter().map(Into::into).collect(),
+            topology: RedisTopology::Servers,
             prefix: "switchboard".to_owned(),
             layer: LayerConfig::default(),
             connect_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(2),
         }
+    }
+
+    /// A configuration for a Redis Cluster reached through these nodes (`HOST:PORT`; one is
+    /// enough, the client learns the others), with the defaults and
+    /// [`DEFAULT_PARTITIONS`] partitions.
+    ///
+    /// ```
+    /// use switchboard::layer::{RedisConfig, RedisTopology};
+    ///
+    /// let config = RedisConfig::cluster(["127.0.0.1:7000", "127.0.0.1:7001"]);
+    /// assert_eq!(config.topology, RedisTopology::Cluster { partitions: 16 });
+    /// ```
+    pub fn cluster<S: Into<String>>(nodes: impl IntoIterator<Item = S>) -> RedisConfig {
+        RedisConfig {
+            topology: RedisTopology::Cluster {
+                partitions: DEFAULT_PARTITIONS,
+            },
+            ..RedisConfig::new(nodes)
+        }
+    }
+
+    /// The URLs a Redis client reads for these hosts: each server's own, or for a cluster one,
+    /// `redis-cluster://FIRST?node=SECOND&node=…` (what other Redis users of the same
+    /// deployment, such as a session store, connect to).
+    ///
+    /// ```
+    /// use switchboard::layer::RedisConfig;
+    ///
+    /// let config = RedisConfig::cluster(["a:1", "b:2", "c:3"]);
+    /// assert_eq!(config.client_urls(), ["redis-cluster://a:1?node=b:2&node=c:3"]);
+    /// ```
+    pub fn client_urls(&self) -> Vec<String> {
+        match self.topology {
+            RedisTopology::Servers => self.hosts.clone(),
+            RedisTopology::Cluster { .. } => {
+                let mut url = "redis-cluster://".to_owned();
+                for (n, node) in self.hosts.iter().enumerate() {
+                    if n > 0 {
+                        url.push_str(if n == 1 { "?node=" } else { "&node=" });
+                    }
+                    url.push_str(node);
+                }
+                vec![url]
+            }
+        }
+    }
+
+    /// The Redis channel a group's messages travel on with this configuration: the group's
+    /// own on servers, its partition's on a cluster (to find the node that carries a room).
+    ///
+    /// ```
+    /// use switchboard::layer::RedisConfig;
+    ///
+    /// assert_eq!(RedisConfig::new(["redis://a:1"]).group_channel("chat_x"), "switchboard:group:chat_x");
+    /// assert!(RedisConfig::cluster(["a:1"]).group_channel("chat_x").starts_with("switchboard:group:{p"));
+    /// ```
+    pub fn group_channel(&self, group: &str) -> String {
+        Naming::new(&self.prefix, self.topology).group_channel(group)
     }
 
     /// Sets the prefix.
@@ -102,34 +168,34 @@ struct Inner {
     local: InMemoryChannelLayer,
     /// The groups that keep a log, in Redis.
     logs: LogPatterns,
-    prefix: String,
-    /// `{prefix}:group:`, to recognise group messages.
-    group_prefix: String,
+    /// Channel and key names, and the pub/sub commands, of servers or of a cluster.
+    naming: Naming,
     shards: Vec<Shard>,
     command_timeout: Duration,
-    /// Local members per subscribed group: the reference counts behind SUBSCRIBE/UNSUBSCRIBE.
-    /// An async lock, held across the Redis round trip, so a join waits for the subscription
-    /// another join of the same group started.
-    subscriptions: Mutex<HashMap<String, usize>>,
+    /// The reference counts behind SUBSCRIBE/UNSUBSCRIBE. An async lock, held across the
+    /// Redis round trip, so a join waits for the subscription another join started.
+    subscriptions: Mutex<Subscriptions>,
     status: watch::Sender<LayerStatus>,
     /// Named channels whose Redis list was found full, and until when sends to them fail
     /// without asking Redis (see [`pipeline::FULL_BACKOFF`]).
     full_channels: std::sync::Mutex<HashMap<String, Instant>>,
     /// Woken when every listener's backlog is short again (see [`Inner::wait_for_listeners`]).
     caught_up: Notify,
+    /// Presence across the processes sharing this Redis.
+    presence: PresenceTracker,
+}
+
+/// What this process is subscribed to.
+#[derive(Default)]
+struct Subscriptions {
+    /// Local members per group with any.
+    groups: HashMap<String, usize>,
+    /// Groups with members per subscribed Redis channel: one each on servers, all the groups
+    /// of a partition on a cluster.
+    channels: HashMap<String, usize>,
 }
 
 impl Inner {
-    /// The Redis channel of a group: `{prefix}:group:{group}`.
-    fn group_channel(&self, group: &str) -> String {
-        format!("{}{group}", self.group_prefix)
-    }
-
-    /// The Redis list of a named channel: `{prefix}:queue:{name}`.
-    fn queue_key(&self, name: &str) -> String {
-        format!("{}:queue:{name}", self.prefix)
-    }
-
     /// Waits while a listener of this process is more than [`BACKLOG_HIGH`] messages behind.
     ///
     /// Without it an overloaded process keeps reading its senders and publishing for them,
@@ -187,32 +253,42 @@ impl RedisChannelLayer {
         if config.hosts.is_empty() {
             return Err(Error::Config("no Redis URL given".into()));
         }
-        let mut local_config = config.layer.clone();
-        let logs = std::mem::take(&mut local_config.logs);
-        let local = InMemoryChannelLayer::with_config(local_config);
-        let mut shards = Vec::with_capacity(config.hosts.len());
-        let mut queues = Vec::with_capacity(config.hosts.len());
-        for url in &config.hosts {
+        let logs = config.layer.logs.clone();
+        let local = InMemoryChannelLayer::fan_out(config.layer.clone(), "specific.");
+        let urls = config.client_urls();
+        let mut shards = Vec::with_capacity(urls.len());
+        let mut queues = Vec::with_capacity(urls.len());
+        for url in &urls {
             let (shard, queued) = connect_shard(url, &config).await?;
             shards.push(shard);
             queues.push(queued);
         }
         let (status, _) = watch::channel(LayerStatus::Connected);
+        let presence = config.layer.presence.clone();
         let layer = RedisChannelLayer {
-            inner: Arc::new(Inner {
-                local,
-                logs,
-                group_prefix: format!("{}:group:", config.prefix),
-                prefix: config.prefix,
-                shards,
-                command_timeout: config.command_timeout,
-                subscriptions: Mutex::new(HashMap::new()),
-                status,
-                full_channels: std::sync::Mutex::new(HashMap::new()),
-                caught_up: Notify::new(),
+            inner: Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+                let weak = weak.clone();
+                Inner {
+                    local,
+                    logs,
+                    naming: Naming::new(&config.prefix, config.topology),
+                    shards,
+                    command_timeout: config.command_timeout,
+                    subscriptions: Mutex::new(Subscriptions::default()),
+                    status,
+                    full_channels: std::sync::Mutex::new(HashMap::new()),
+                    caught_up: Notify::new(),
+                    presence: PresenceTracker::new(presence, move || {
+                        let inner = weak.upgrade()?;
+                        Some(Arc::new(RedisChannelLayer { inner }) as SharedLayer)
+                    }),
+                }
             }),
         };
-        let own = layer.process_channel(layer.inner.local.process_id());
+        let own = layer
+            .inner
+            .naming
+            .process_channel(layer.inner.local.process_id());
         let shard = layer.shard(&own);
         layer.redis_subscribe(shard, &own).await?;
         for (index, queued) in queues.into_iter().enumerate() {
@@ -222,7 +298,7 @@ impl RedisChannelLayer {
         Ok(layer)
     }
 
-    /// The Redis servers, in shard order.
+    /// The Redis servers, in shard order (for a cluster, its one `redis-cluster://` URL).
     pub fn hosts(&self) -> Vec<String> {
         self.inner
             .shards
@@ -243,6 +319,7 @@ impl RedisChannelLayer {
             .subscriptions
             .lock()
             .await
+            .groups
             .keys()
             .cloned()
             .collect();
@@ -250,8 +327,13 @@ impl RedisChannelLayer {
         groups
     }
 
-    fn process_channel(&self, process: &str) -> String {
-        format!("{}:process:{process}", self.inner.prefix)
+    /// Redis channels this process is subscribed to for its groups right now: one per group
+    /// on servers, at most one per partition on a cluster.
+    pub async fn subscribed_channels(&self) -> Vec<String> {
+        let subscriptions = self.inner.subscriptions.lock().await;
+        let mut channels: Vec<String> = subscriptions.channels.keys().cloned().collect();
+        channels.sort();
+        channels
     }
 
     fn shard(&self, redis_channel: &str) -> &Shard {
@@ -262,7 +344,7 @@ impl RedisChannelLayer {
     fn group_shard(&self, group: &str) -> &Shard {
         match self.inner.shards.as_slice() {
             [only] => only,
-            _ => self.shard(&self.inner.group_channel(group)),
+            _ => self.shard(&self.inner.naming.group_channel(group)),
         }
     }
 
@@ -270,22 +352,12 @@ impl RedisChannelLayer {
     fn queue_shard(&self, name: &str) -> &Shard {
         match self.inner.shards.as_slice() {
             [only] => only,
-            _ => self.shard(&self.inner.queue_key(name)),
+            _ => self.shard(&self.inner.naming.queue_key(name)),
         }
     }
 
     async fn redis_subscribe(&self, shard: &Shard, channel: &str) -> Result<()> {
-        // fred reports SUBSCRIBE done once written, not once Redis has it; a PING on the same
-        // connection is answered after the SUBSCRIBE, so its answer means the group is live
-        // and a PUBLISH from another process cannot slip past the joiner.
-        let subscribe = async {
-            shard.subscriber.subscribe(channel.to_owned()).await?;
-            shard
-                .subscriber
-                .ping::<fred::types::Value>(None)
-                .await
-                .map(|_| ())
-        };
+        let subscribe = self.inner.naming.subscribe(&shard.subscriber, channel);
         let what = || format!("SUBSCRIBE {channel}");
         match tokio::time::timeout(self.inner.command_timeout, subscribe).await {
             Ok(Ok(())) => Ok(()),
@@ -297,9 +369,12 @@ impl RedisChannelLayer {
     async fn redis_publish(&self, channel: String, payload: String) -> Result<()> {
         let shard = self.shard(&channel);
         shard.available()?;
-        let publish = shard.publisher.publish::<i64, _, _>(channel, payload);
+        let publish = self
+            .inner
+            .naming
+            .publish(&shard.publisher, &channel, payload);
         match tokio::time::timeout(self.inner.command_timeout, publish).await {
-            Ok(Ok(_receivers)) => Ok(()),
+            Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(shard.redis.error("PUBLISH", err)),
             Err(_) => Err(shard.redis.error("PUBLISH", "timed out")),
         }
@@ -325,12 +400,20 @@ impl RedisChannelLayer {
         if was_member {
             return Ok(());
         }
-        let members = subscriptions.entry(group.to_owned()).or_insert(0);
+        let members = subscriptions.groups.entry(group.to_owned()).or_insert(0);
         *members += 1;
-        let redis_channel = self.inner.group_channel(group);
+        if *members > 1 {
+            return Ok(());
+        }
+        let redis_channel = self.inner.naming.group_channel(group);
+        let groups = subscriptions
+            .channels
+            .entry(redis_channel.clone())
+            .or_insert(0);
+        *groups += 1;
         // While the server is down the subscription is made on reconnection instead.
         let shard = self.shard(&redis_channel);
-        if *members == 1
+        if *groups == 1
             && shard.connected.load(Ordering::SeqCst)
             && let Err(err) = self.redis_subscribe(shard, &redis_channel).await
         {
@@ -349,25 +432,37 @@ impl RedisChannelLayer {
         if !was_member {
             return Ok(());
         }
-        let Some(members) = subscriptions.get_mut(group) else {
+        let Some(members) = subscriptions.groups.get_mut(group) else {
             return Ok(());
         };
         *members = members.saturating_sub(1);
-        if *members == 0 {
-            subscriptions.remove(group);
-            let redis_channel = self.inner.group_channel(group);
-            let shard = self.shard(&redis_channel);
-            // A lost connection took its subscriptions with it; the reconnection subscribes
-            // only to the groups still in the map.
-            if !shard.connected.load(Ordering::SeqCst) {
-                return Ok(());
-            }
-            let unsubscribe = shard.subscriber.unsubscribe(redis_channel.clone());
-            match tokio::time::timeout(self.inner.command_timeout, unsubscribe).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::warn!(%group, error = %err, "UNSUBSCRIBE failed"),
-                Err(_) => tracing::warn!(%group, "UNSUBSCRIBE timed out"),
-            }
+        if *members > 0 {
+            return Ok(());
+        }
+        subscriptions.groups.remove(group);
+        let redis_channel = self.inner.naming.group_channel(group);
+        let Some(groups) = subscriptions.channels.get_mut(&redis_channel) else {
+            return Ok(());
+        };
+        *groups = groups.saturating_sub(1);
+        if *groups > 0 {
+            return Ok(());
+        }
+        subscriptions.channels.remove(&redis_channel);
+        let shard = self.shard(&redis_channel);
+        // A lost connection took its subscriptions with it; the reconnection subscribes only
+        // to the channels still in the map.
+        if !shard.connected.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let unsubscribe = self
+            .inner
+            .naming
+            .unsubscribe(&shard.subscriber, &redis_channel);
+        match tokio::time::timeout(self.inner.command_timeout, unsubscribe).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(%group, error = %err, "UNSUBSCRIBE failed"),
+            Err(_) => tracing::warn!(%group, "UNSUBSCRIBE timed out"),
         }
         Ok(())
     }
@@ -401,7 +496,8 @@ impl RedisChannelLayer {
         }
         let shard = self.group_shard(group);
         shard.available()?;
-        let read = log::read(&shard.publisher, &self.inner.prefix, group, since, recent);
+        let keys = self.inner.naming.log_keys(group);
+        let read = log::read(&shard.publisher, keys, since, recent);
         match tokio::time::timeout(self.inner.command_timeout, read).await {
             Ok(Ok(slice)) => Ok(slice),
             Ok(Err(err)) => Err(shard.redis.error("reading a group log", err)),
@@ -414,8 +510,8 @@ impl RedisChannelLayer {
         match owner_process(channel) {
             Some(process) if process != self.inner.local.process_id() => {
                 let payload = wire::direct_payload(channel, message.json())?;
-                self.redis_publish(self.process_channel(process), payload)
-                    .await
+                let channel = self.inner.naming.process_channel(process);
+                self.redis_publish(channel, payload).await
             }
             Some(_) => self.inner.local.send(channel, message).await,
             None => self.queue_push(channel, message).await,
@@ -463,7 +559,7 @@ impl RedisChannelLayer {
 
     async fn do_receive_channel(&self, name: &str) -> Result<ChannelReceiver> {
         let receiver = self.inner.local.receive_channel(name).await?;
-        let key = self.inner.queue_key(name);
+        let key = self.inner.naming.queue_key(name);
         let shard = self.shard(&key);
         let client = shard.redis.client("named channel").await?;
         let batch = self.inner.local.config().capacity_of(name).min(MAX_POP);
@@ -482,14 +578,6 @@ impl RedisChannelLayer {
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn wire_events(payload: &str) -> Result<Vec<&str>, String> {
     wire::parse(payload).map(|parsed| parsed.events.iter().map(|event| event.get()).collect())
-}
-
-/// The process part of a `specific.<process>!<n>` channel name.
-fn owner_process(channel: &str) -> Option<&str> {
-    channel
-        .strip_prefix("specific.")?
-        .split_once('!')
-        .map(|(process, _)| process)
 }
 
 impl Shard {
@@ -668,10 +756,12 @@ async fn resubscribe(inner: &Arc<Inner>, index: usize) {
         .subscriptions
         .lock()
         .await
+        .channels
         .keys()
-        .map(|group| layer.inner.group_channel(group))
+        .cloned()
         .collect();
-    channels.push(layer.process_channel(layer.inner.local.process_id()));
+    let process = layer.inner.local.process_id();
+    channels.push(layer.inner.naming.process_channel(process));
     let shards = layer.inner.shards.len();
     for channel in channels
         .into_iter()
@@ -713,7 +803,15 @@ async fn deliver(inner: &Inner, message: &RedisMessage) {
             return;
         }
     };
-    let group = message.channel.strip_prefix(inner.group_prefix.as_str());
+    // A group's own channel on servers, a partition's on a cluster (its payload names the
+    // group), or this process' channel (its payload names the channel); anything else is
+    // dropped below.
+    let (group, direct) = if inner.naming.is_group_channel(&message.channel) {
+        let group = inner.naming.group_of_channel(&message.channel);
+        (group.or(payload.group), None)
+    } else {
+        (None, payload.channel)
+    };
     let first = payload
         .first
         .map(|(epoch, offset)| (Arc::<str>::from(epoch), offset));
@@ -738,7 +836,7 @@ async fn deliver(inner: &Inner, message: &RedisMessage) {
                 continue;
             }
         };
-        let result = match (group, payload.channel) {
+        let result = match (group, direct) {
             (Some(group), _) => inner.local.group_send(group, envelope).await,
             (None, Some(channel)) => inner.local.send(channel, envelope).await,
             (None, None) => Ok(()),
@@ -790,16 +888,8 @@ impl ChannelLayer for RedisChannelLayer {
     fn status(&self) -> Option<watch::Receiver<LayerStatus>> {
         Some(self.inner.status.subscribe())
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::owner_process;
-
-    #[test]
-    fn owner_of_specific_names() {
-        assert_eq!(owner_process("specific.abc!3"), Some("abc"));
-        assert_eq!(owner_process("thumbnails"), None);
-        assert_eq!(owner_process("specific.abc"), None);
+    fn presence_tracker(&self) -> Option<&PresenceTracker> {
+        Some(&self.inner.presence)
     }
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use fred::prelude::{ClientLike, KeysInterface, ListInterface, PubsubInterface};
+use fred::prelude::{ClientLike, KeysInterface, ListInterface};
 use fred::types::{ClusterHash, CustomCommand, Value};
 use tokio::sync::mpsc;
 
@@ -146,20 +146,24 @@ async fn send(inner: &Inner, shard: &Shard, plan: &Plan<'_>) -> Result<Vec<usize
     let pipeline = shard.publisher.pipeline();
     let mut publishes = 0;
     for merged in &plan.publishes {
-        let channel = inner.group_channel(merged.name);
+        let channel = inner.naming.group_channel(merged.name);
+        let named = inner.naming.names_group_in_payload().then_some(merged.name);
         let logged = inner.logs.config_of(merged.name);
         for events in payload_chunks(&merged.items) {
             match logged {
-                None => pipeline
-                    .publish::<(), _, _>(channel.as_str(), wire::group_payload(&events))
+                None => inner
+                    .naming
+                    .publish(&pipeline, &channel, wire::group_payload(named, &events))
                     .await
                     .map_err(Failed::unsent)?,
                 Some(config) => {
                     // fred's pipelines have no EVAL of their own: the command as Redis reads
-                    // it, `EVAL script 2 key key arg...`, placed by its first key.
-                    let eval = CustomCommand::new_static("EVAL", ClusterHash::Offset(2), false);
-                    let [head, list] = log::keys(&inner.prefix, merged.name);
-                    let mut args: Vec<Value> = Vec::with_capacity(8 + events.len());
+                    // it, `EVAL script 2 key key arg...`, sent to the slot of its keys (fred
+                    // would hash the script's text).
+                    let [head, list] = inner.naming.log_keys(merged.name);
+                    let slot = ClusterHash::from(head.as_str());
+                    let eval = CustomCommand::new_static("EVAL", slot, false);
+                    let mut args: Vec<Value> = Vec::with_capacity(10 + events.len());
                     args.extend([
                         Value::from_static_str(log::APPEND),
                         Value::Integer(2),
@@ -170,7 +174,9 @@ async fn send(inner: &Inner, shard: &Shard, plan: &Plan<'_>) -> Result<Vec<usize
                         Value::Integer(
                             i64::try_from(config.ttl.as_secs().max(1)).unwrap_or(i64::MAX),
                         ),
+                        Value::from_static_str(inner.naming.publish_command()),
                         Value::from(channel.as_str()),
+                        Value::from(wire::logged_payload_head(named)),
                     ]);
                     args.extend(events.into_iter().map(Value::from));
                     pipeline
@@ -186,7 +192,7 @@ async fn send(inner: &Inner, shard: &Shard, plan: &Plan<'_>) -> Result<Vec<usize
     let expiry = i64::try_from(config.expiry.as_secs().max(1)).unwrap_or(i64::MAX);
     let mut capacities = Vec::with_capacity(plan.pushes.len());
     for merged in &plan.pushes {
-        let key = inner.queue_key(merged.name);
+        let key = inner.naming.queue_key(merged.name);
         let capacity = i64::try_from(config.capacity_of(merged.name)).unwrap_or(i64::MAX);
         capacities.push(capacity);
         let items: Vec<&str> = merged.items.iter().map(|e| e.json()).collect();
